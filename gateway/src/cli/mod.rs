@@ -1,0 +1,46 @@
+//! The `hpki-gateway` command line. Exit codes: 0 success, 1 a negative answer (invalid
+//! certificate, refused config), 2 bad input or usage.
+
+mod cert;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "hpki-gateway",
+    version,
+    about = "HPKI smart-card login gateway"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Inspect and verify certificates.
+    #[command(subcommand)]
+    Cert(cert::CertCommand),
+}
+
+pub const EXIT_OK: i32 = 0;
+pub const EXIT_NEGATIVE: i32 = 1;
+pub const EXIT_BAD_INPUT: i32 = 2;
+
+/// Parses argv and runs the command; returns the process exit code.
+pub fn main() -> i32 {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() {
+                EXIT_BAD_INPUT
+            } else {
+                EXIT_OK
+            };
+        }
+    };
+    match cli.command {
+        Command::Cert(c) => cert::run(c),
+    }
+}
