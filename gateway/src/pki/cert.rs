@@ -122,6 +122,9 @@ pub struct ParsedCertificate {
     crl_distribution_urls: Vec<String>,
     ocsp_urls: Vec<String>,
     unknown_critical: Vec<ObjectIdentifier>,
+    /// RFC 5280 issuance rules this certificate breaks (criticality of AKI/SKI/AIA). It still parses, so `cert inspect` can show it, but no path
+    /// through it validates.
+    nonconformities: Vec<String>,
 }
 
 impl ParsedCertificate {
@@ -177,6 +180,7 @@ impl ParsedCertificate {
             crl_distribution_urls: Vec::new(),
             ocsp_urls: Vec::new(),
             unknown_critical: Vec::new(),
+            nonconformities: Vec::new(),
             cert: cert.clone(),
         };
         if let Some(exts) = &cert.tbs_certificate.extensions {
@@ -208,6 +212,17 @@ impl ParsedCertificate {
     ) -> Result<(), ParseError> {
         fn decode<'a, T: Decode<'a>>(oid: &ObjectIdentifier, v: &'a [u8]) -> Result<T, ParseError> {
             T::from_der(v).map_err(|e| ParseError::new(format!("extension {oid}: {e}")))
+        }
+        // RFC 5280 4.2.1.1, 4.2.1.2, 4.2.2.1: conforming CAs mark these non-critical.
+        if critical
+            && matches!(
+                *oid,
+                oids::AUTHORITY_KEY_ID | oids::SUBJECT_KEY_ID | oids::AUTHORITY_INFO_ACCESS
+            )
+        {
+            self.nonconformities.push(format!(
+                "extension {oid} is marked critical (RFC 5280 requires non-critical)"
+            ));
         }
         match *oid {
             oids::BASIC_CONSTRAINTS => {
@@ -255,8 +270,13 @@ impl ParsedCertificate {
             }
             oids::NAME_CONSTRAINTS => {
                 let nc = decode::<NameConstraints>(oid, value)?;
-                if nc.permitted_subtrees.is_none() && nc.excluded_subtrees.is_none() {
-                    return Err(ParseError::new("empty nameConstraints"));
+                // RFC 5280: at least one of the two, and each SIZE (1..MAX).
+                let empty = |t: &Option<Vec<_>>| t.as_ref().is_none_or(Vec::is_empty);
+                if empty(&nc.permitted_subtrees) && empty(&nc.excluded_subtrees)
+                    || nc.permitted_subtrees.as_ref().is_some_and(Vec::is_empty)
+                    || nc.excluded_subtrees.as_ref().is_some_and(Vec::is_empty)
+                {
+                    return Err(ParseError::new("empty nameConstraints subtrees"));
                 }
                 self.name_constraints = Some(nc);
             }
@@ -422,6 +442,15 @@ impl ParsedCertificate {
 
     pub fn ocsp_urls(&self) -> &[String] {
         &self.ocsp_urls
+    }
+
+    /// RFC 5280 issuance rules the certificate breaks (see the field).
+    pub fn nonconformities(&self) -> &[String] {
+        &self.nonconformities
+    }
+
+    pub fn version(&self) -> Version {
+        self.cert.tbs_certificate.version
     }
 
     /// Critical extensions outside the set this validator implements.

@@ -425,6 +425,12 @@ impl Mailbox {
         if local.is_empty() || host.is_empty() {
             return None;
         }
+        // An '@' may appear in the local part only inside a quoted string (RFC 5321);
+        // "a@b@example.com" is not a mailbox, and must not pass as one on example.com.
+        let quoted = local.len() >= 2 && local.starts_with('"') && local.ends_with('"');
+        if local.contains('@') && !quoted {
+            return None;
+        }
         Some(Self {
             local: local.to_owned(),
             host: normalize_host(host),

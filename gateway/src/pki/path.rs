@@ -331,7 +331,11 @@ impl Search<'_> {
             if chain.iter().any(|c| c.same_subject_and_key(&cand)) {
                 continue;
             }
-            if depth >= self.opts.max_intermediates {
+            // Self-issued certificates (key rollover) are not counted, as RFC 5280 does
+            // for pathLen; loops are excluded above and the step bound caps the rest.
+            let counted = chain[1..].iter().filter(|c| !c.is_self_issued()).count()
+                + usize::from(!cand.is_self_issued());
+            if counted > self.opts.max_intermediates {
                 self.record(
                     PathError::new(
                         Reason::PathTooLong,
@@ -359,6 +363,105 @@ impl Search<'_> {
     }
 }
 
+fn describe(c: &ParsedCertificate) -> String {
+    super::name::display(c.subject())
+}
+
+/// Checks every certificate of a path must pass, wherever it sits.
+fn check_certificate(
+    cert: &ParsedCertificate,
+    depth: usize,
+    time: UnixTime,
+) -> Result<(), PathError> {
+    if time < cert.not_before() {
+        return Err(PathError::new(
+            Reason::CertNotYetValid,
+            Some(depth),
+            format!(
+                "\"{}\" is valid from {}",
+                describe(cert),
+                cert.not_before().to_rfc3339()
+            ),
+        ));
+    }
+    if time > cert.not_after() {
+        return Err(PathError::new(
+            Reason::CertExpired,
+            Some(depth),
+            format!(
+                "\"{}\" expired at {}",
+                describe(cert),
+                cert.not_after().to_rfc3339()
+            ),
+        ));
+    }
+    if let Some(oid) = cert.unknown_critical_extensions().first() {
+        return Err(PathError::new(
+            Reason::UnsupportedCriticalExtension,
+            Some(depth),
+            format!("\"{}\" has critical extension {oid}", describe(cert)),
+        ));
+    }
+    if let Some(problem) = cert.nonconformities().first() {
+        return Err(PathError::new(
+            Reason::MalformedCertificate,
+            Some(depth),
+            format!("\"{}\": {problem}", describe(cert)),
+        ));
+    }
+    if cert.version() != x509_cert::certificate::Version::V3 {
+        return Err(PathError::new(
+            Reason::MalformedCertificate,
+            Some(depth),
+            format!("\"{}\" is not an X.509 v3 certificate", describe(cert)),
+        ));
+    }
+    Ok(())
+}
+
+/// Checks for a certificate that issues others (an intermediate or the anchor).
+fn check_ca(cert: &ParsedCertificate, depth: usize, purpose: KeyPurpose) -> Result<(), PathError> {
+    if !cert.is_ca() {
+        return Err(PathError::new(
+            Reason::NotACa,
+            Some(depth),
+            format!("\"{}\" is not a CA certificate", describe(cert)),
+        ));
+    }
+    if cert.key_usage().is_some_and(|ku| !ku.key_cert_sign) {
+        return Err(PathError::new(
+            Reason::CaKeyUsageMissingCertSign,
+            Some(depth),
+            format!("\"{}\" keyUsage lacks keyCertSign", describe(cert)),
+        ));
+    }
+    if cert.subject_key_id().is_none() {
+        return Err(PathError::new(
+            Reason::MalformedCertificate,
+            Some(depth),
+            format!(
+                "CA certificate \"{}\" has no subjectKeyIdentifier (RFC 5280 4.2.1.2)",
+                describe(cert)
+            ),
+        ));
+    }
+    // A CA restricted by extendedKeyUsage may not issue for other purposes (the
+    // constraint Windows, NSS and Go apply); HPKI CAs carry no EKU.
+    if let (Some(required), Some(eku)) = (purpose.oid(), cert.ext_key_usage()) {
+        if !eku.contains(&required) && !eku.contains(&oids::ANY_EXTENDED_KEY_USAGE) {
+            return Err(PathError::new(
+                Reason::EkuNotAllowed,
+                Some(depth),
+                format!(
+                    "CA \"{}\" is restricted by extendedKeyUsage that excludes {required}",
+                    describe(cert)
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Checks a complete candidate path whose signatures are already verified.
 /// `chain` is leaf first; `anchor` issued `chain.last()`.
 fn validate(
@@ -366,58 +469,42 @@ fn validate(
     anchor: &Arc<ParsedCertificate>,
     opts: &PathOptions,
 ) -> Result<ValidatedPath, PathError> {
-    let describe = |c: &ParsedCertificate| super::name::display(c.subject());
+    // The anchor is checked like any CA: an expired root, or one with an extension we
+    // do not understand, must not anchor anything.
+    check_certificate(anchor, chain.len(), opts.time)?;
+    check_ca(anchor, chain.len(), opts.purpose)?;
     // An anchor's own pathLen bounds the path below it, as OpenSSL and most verifiers do.
     let mut max_path_len: Option<u32> = anchor.path_len_constraint().map(u32::from);
 
     for depth in (0..chain.len()).rev() {
         let cert = &chain[depth];
-        if opts.time < cert.not_before() {
+        check_certificate(cert, depth, opts.time)?;
+        // Not checked on anchors: an operator-chosen root is trusted as it is (one widely
+        // deployed root has serial 0).
+        if cert.serial_bytes().iter().all(|&b| b == 0) {
             return Err(PathError::new(
-                Reason::CertNotYetValid,
+                Reason::MalformedCertificate,
                 Some(depth),
                 format!(
-                    "\"{}\" is valid from {}",
-                    describe(cert),
-                    cert.not_before().to_rfc3339()
+                    "\"{}\" has serial number 0 (RFC 5280 4.1.2.2)",
+                    describe(cert)
                 ),
             ));
         }
-        if opts.time > cert.not_after() {
+        if !cert.is_self_issued() && cert.authority_key_id().is_none() {
             return Err(PathError::new(
-                Reason::CertExpired,
+                Reason::MalformedCertificate,
                 Some(depth),
                 format!(
-                    "\"{}\" expired at {}",
-                    describe(cert),
-                    cert.not_after().to_rfc3339()
+                    "\"{}\" has no authorityKeyIdentifier keyIdentifier (RFC 5280 4.2.1.1)",
+                    describe(cert)
                 ),
-            ));
-        }
-        if let Some(oid) = cert.unknown_critical_extensions().first() {
-            return Err(PathError::new(
-                Reason::UnsupportedCriticalExtension,
-                Some(depth),
-                format!("\"{}\" has critical extension {oid}", describe(cert)),
             ));
         }
         if depth == 0 {
             break;
         }
-        if !cert.is_ca() {
-            return Err(PathError::new(
-                Reason::NotACa,
-                Some(depth),
-                format!("\"{}\" is not a CA certificate", describe(cert)),
-            ));
-        }
-        if cert.key_usage().is_some_and(|ku| !ku.key_cert_sign) {
-            return Err(PathError::new(
-                Reason::CaKeyUsageMissingCertSign,
-                Some(depth),
-                format!("\"{}\" keyUsage lacks keyCertSign", describe(cert)),
-            ));
-        }
+        check_ca(cert, depth, opts.purpose)?;
         if !cert.is_self_issued() {
             match max_path_len {
                 Some(0) => {
@@ -443,6 +530,20 @@ fn validate(
     }
 
     let leaf = &chain[0];
+    if leaf.name_constraints.is_some() {
+        return Err(PathError::new(
+            Reason::MalformedCertificate,
+            Some(0),
+            "nameConstraints in an end-entity certificate (RFC 5280 4.2.1.10)",
+        ));
+    }
+    if !leaf.is_ca() && leaf.key_usage().is_some_and(|ku| ku.key_cert_sign) {
+        return Err(PathError::new(
+            Reason::MalformedCertificate,
+            Some(0),
+            "keyCertSign without basicConstraints cA (RFC 5280 4.2.1.3)",
+        ));
+    }
     if let (Some(required), Some(eku)) = (opts.purpose.oid(), leaf.ext_key_usage()) {
         if !eku.contains(&required) && !eku.contains(&oids::ANY_EXTENDED_KEY_USAGE) {
             return Err(PathError::new(
