@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Installs the Debian packages hpki-gateway and its tests need. Idempotent: packages
+# already present are not touched, and apt-get runs only when something is missing.
+#
+#   deploy/setup.sh            the packages the current test suite uses
+#   deploy/setup.sh --all      everything the full product and its peers use
+#                              (SoftHSM2, pcscd, nginx, PostgreSQL, Chromium...)
+#
+# Needs root (or sudo) on Debian 12; prints what it installs.
+set -euo pipefail
+
+# What the tests use today: the openssl CLI builds and cross-checks the test PKI.
+CORE=(openssl ca-certificates curl)
+# The real peers of later test suites (recipes in ../shared/recipes/README.md).
+PEERS=(softhsm2 opensc opensc-pkcs11 libengine-pkcs11-openssl pcscd libpcsclite-dev
+       pcsc-tools vsmartcard-vpcd libnss3-tools chromium nginx-light postgresql)
+
+want=("${CORE[@]}")
+if [[ "${1:-}" == "--all" ]]; then
+  want+=("${PEERS[@]}")
+fi
+
+missing=()
+for pkg in "${want[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$pkg")
+  fi
+done
+
+if [[ ${#missing[@]} -eq 0 ]]; then
+  echo "setup: all ${#want[@]} packages present"
+  exit 0
+fi
+
+SUDO=""
+if [[ $(id -u) -ne 0 ]]; then
+  if command -v sudo >/dev/null; then SUDO=sudo; else
+    echo "setup: missing packages (${missing[*]}) and not root: run as root or install them" >&2
+    exit 1
+  fi
+fi
+echo "setup: installing ${missing[*]}"
+$SUDO apt-get update -qq
+DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+echo "setup: done"
