@@ -9,8 +9,8 @@ use serde_json::{json, Value};
 use super::{EXIT_BAD_INPUT, EXIT_NEGATIVE, EXIT_OK};
 use crate::pki::{
     self, classify, default_person_policies, login_problems, name, parse_certificates,
-    read_identity, verify_path, KeyPurpose, ParsedCertificate, PathOptions, PolicyPrefix, Reason,
-    UnixTime,
+    read_identity, verify_for_login, verify_path, KeyPurpose, ParsedCertificate, PathOptions,
+    PolicyPrefix, Reason, UnixTime,
 };
 use crate::trust::TrustDirectory;
 
@@ -199,32 +199,17 @@ fn verify(args: VerifyArgs) -> Result<i32, String> {
     for path in &args.intermediates {
         presented.extend(read_certs(path)?.into_iter().map(Arc::new));
     }
-    let mut opts = PathOptions::new(
-        at,
-        if args.login {
-            KeyPurpose::ClientAuth
-        } else {
-            KeyPurpose::Any
-        },
-    );
+    let mut opts = PathOptions::new(at, KeyPurpose::Any);
     opts.required_policies = required_policies;
 
-    let result = verify_path(
-        &leaf,
-        &presented,
-        &trust.anchors,
-        &trust.intermediates,
-        &opts,
-    );
+    let (anchors, intermediates) = (&trust.anchors, &trust.intermediates);
+    let result = if args.login {
+        verify_for_login(&leaf, &presented, anchors, intermediates, &opts)
+    } else {
+        verify_path(&leaf, &presented, anchors, intermediates, &opts)
+    };
     let login = login_problems(&leaf);
     let verdict: Result<&[Arc<ParsedCertificate>], (Reason, String)> = match &result {
-        Ok(path) if args.login && !login.is_empty() => Err((
-            login[0],
-            format!(
-                "the certificate cannot be used to log in: {}",
-                login[0].description()
-            ),
-        )),
         Ok(path) => Ok(&path.chain),
         Err(e) => Err((e.reason, e.detail.clone())),
     };

@@ -24,8 +24,8 @@ pub use identity::{
     CertIdentity, CertKind,
 };
 pub use path::{
-    verify_path, CertificatePool, KeyPurpose, PathError, PathOptions, ValidatedPath,
-    DEFAULT_MAX_INTERMEDIATES,
+    verify_for_login, verify_path, CertificatePool, KeyPurpose, PathError, PathOptions,
+    ValidatedPath, DEFAULT_MAX_INTERMEDIATES,
 };
 pub use policy::PolicySettings;
 pub use reason::Reason;

@@ -234,6 +234,39 @@ pub fn verify_path(
     }
 }
 
+/// Validates a certificate presented for login: the path with the clientAuth purpose,
+/// then login usability. When both the profile's policy and login usability fail, the
+/// login reason wins: "use your authentication certificate, not the signing one" is what
+/// the doctor can act on, and a signing card never carries the authentication policy.
+pub fn verify_for_login(
+    leaf: &Arc<ParsedCertificate>,
+    presented: &[Arc<ParsedCertificate>],
+    anchors: &CertificatePool,
+    intermediates: &CertificatePool,
+    opts: &PathOptions,
+) -> Result<ValidatedPath, PathError> {
+    let mut opts = opts.clone();
+    opts.purpose = KeyPurpose::ClientAuth;
+    let login_refusal = || {
+        super::identity::login_problems(leaf)
+            .first()
+            .map(|&reason| PathError::new(reason, Some(0), reason.description()))
+    };
+    match verify_path(leaf, presented, anchors, intermediates, &opts) {
+        Ok(path) => match login_refusal() {
+            Some(e) => Err(e),
+            None => Ok(path),
+        },
+        Err(e)
+            if matches!(e.reason, Reason::PolicyNotAccepted | Reason::EkuNotAllowed)
+                && e.depth == Some(0) =>
+        {
+            Err(login_refusal().unwrap_or(e))
+        }
+        Err(e) => Err(e),
+    }
+}
+
 struct Search<'a> {
     opts: &'a PathOptions,
     anchors: &'a CertificatePool,

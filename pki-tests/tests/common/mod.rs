@@ -1,0 +1,71 @@
+//! Helpers shared by the integration tests. Each test binary uses a subset.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+use pki_tests::{GenerateOptions, Manifest, TestPki};
+
+/// `shared/hpki` with the real HPKI certificates: beside the repository checkout, as on
+/// developer machines and in CI, unless `HPKI_SHARED_DIR` says otherwise. Missing data is
+/// a failure, not a skip, because the byte-for-byte checks are the point of this crate.
+pub fn shared_hpki_dir() -> PathBuf {
+    let dir = std::env::var_os("HPKI_SHARED_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/hpki"));
+    assert!(
+        dir.join("README.md").is_file(),
+        "real HPKI data not found at {} (set HPKI_SHARED_DIR)",
+        dir.display()
+    );
+    dir
+}
+
+pub fn real_cert(relative: &str) -> Vec<u8> {
+    let path = shared_hpki_dir().join(relative);
+    std::fs::read(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
+}
+
+pub struct OpensslOutput {
+    pub success: bool,
+    /// stdout and stderr together: `openssl verify` splits its verdict across both.
+    pub text: String,
+}
+
+pub fn openssl(args: &[&str], cwd: &Path) -> OpensslOutput {
+    let output = Command::new("openssl")
+        .args(args)
+        .current_dir(cwd)
+        .output()
+        .expect("the openssl CLI must be installed");
+    OpensslOutput {
+        success: output.status.success(),
+        text: format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        ),
+    }
+}
+
+/// One generated PKI per test binary: RSA key generation dominates the run time. It lives
+/// in cargo's per-target scratch directory, one fixed directory per test binary, so a
+/// failed run can be inspected and runs do not pile up.
+pub fn generated() -> &'static (PathBuf, TestPki, Manifest) {
+    static GENERATED: OnceLock<(PathBuf, TestPki, Manifest)> = OnceLock::new();
+    GENERATED.get_or_init(|| {
+        let binary = module_path!().split("::").next().unwrap_or("tests");
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("testpki-{binary}"));
+        if dir.exists() {
+            std::fs::remove_dir_all(&dir).expect("clear the previous run's output");
+        }
+        let pki = TestPki::generate(&GenerateOptions::default()).expect("generate test PKI");
+        let manifest = pki.write_to(&dir).expect("write test PKI");
+        (dir, pki, manifest)
+    })
+}
+
+pub fn certs_dir() -> PathBuf {
+    generated().0.join("certs")
+}
