@@ -221,15 +221,10 @@ pub fn verify_path(
     let mut chain = vec![leaf.clone()];
     match search.extend(&mut chain) {
         Some(path) => Ok(path),
+        // Every dead end records an error, so `best` is only empty if building was
+        // cut off before the first step.
         None => Err(search.best.map(|(_, e)| e).unwrap_or_else(|| {
-            PathError::new(
-                Reason::UntrustedIssuer,
-                Some(0),
-                format!(
-                    "no trust anchor or intermediate matches issuer \"{}\"",
-                    super::name::display(leaf.issuer())
-                ),
-            )
+            PathError::new(Reason::PathTooComplex, None, "path building did not start")
         })),
     }
 }
@@ -344,7 +339,7 @@ impl Search<'_> {
         let depth = chain.len() - 1;
 
         let anchors: Vec<_> = self.anchors.issuers_of(&current).cloned().collect();
-        for anchor in anchors {
+        for anchor in anchors.iter().cloned() {
             if !self.check_signature(&current, &anchor, depth) {
                 continue;
             }
@@ -360,6 +355,7 @@ impl Search<'_> {
             .flat_map(|p| p.issuers_of(&current))
             .cloned()
             .collect();
+        let any_issuer = !anchors.is_empty() || !candidates.is_empty();
         for cand in candidates {
             if chain.iter().any(|c| c.same_subject_and_key(&cand)) {
                 continue;
@@ -391,6 +387,22 @@ impl Search<'_> {
             if found.is_some() {
                 return found;
             }
+        }
+        if !any_issuer {
+            // A dead end: name the certificate whose issuer is unknown, which is the one
+            // the operator has to add (or the one that should not be trusted).
+            self.record(
+                PathError::new(
+                    Reason::UntrustedIssuer,
+                    Some(depth),
+                    format!(
+                        "no trust anchor or intermediate matches issuer \"{}\" of \"{}\"",
+                        super::name::display(current.issuer()),
+                        super::name::display(current.subject())
+                    ),
+                ),
+                false,
+            );
         }
         None
     }
