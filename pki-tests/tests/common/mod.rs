@@ -7,16 +7,19 @@ use std::sync::OnceLock;
 
 use pki_tests::{GenerateOptions, Manifest, TestPki};
 
-/// `shared/hpki` with the real HPKI certificates: beside the repository checkout, as on
-/// developer machines and in CI, unless `HPKI_SHARED_DIR` says otherwise. Missing data is
-/// a failure, not a skip, because the byte-for-byte checks are the point of this crate.
+/// `shared/hpki` with the real HPKI certificates. `HPKI_SHARED_DIR` names the shared data
+/// directory (holding `hpki/`, `limbo/`, `pkits/`), as for every test of the workspace;
+/// by default it is `shared/` beside the repository checkout, as on developer machines and
+/// in CI. Missing data is a failure, not a skip, because the byte-for-byte checks are the
+/// point of this crate.
 pub fn shared_hpki_dir() -> PathBuf {
-    let dir = std::env::var_os("HPKI_SHARED_DIR")
+    let shared = std::env::var_os("HPKI_SHARED_DIR")
         .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/hpki"));
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared"));
+    let dir = shared.join("hpki");
     assert!(
         dir.join("README.md").is_file(),
-        "real HPKI data not found at {} (set HPKI_SHARED_DIR)",
+        "real HPKI data not found at {} (set HPKI_SHARED_DIR to the directory holding hpki/)",
         dir.display()
     );
     dir
