@@ -339,11 +339,11 @@ impl Search<'_> {
         let depth = chain.len() - 1;
 
         let anchors: Vec<_> = self.anchors.issuers_of(&current).cloned().collect();
-        for anchor in anchors.iter().cloned() {
-            if !self.check_signature(&current, &anchor, depth) {
+        for anchor in &anchors {
+            if !self.check_signature(&current, anchor, depth) {
                 continue;
             }
-            match validate(chain, &anchor, self.opts) {
+            match validate(chain, anchor, self.opts) {
                 Ok(path) => return Some(path),
                 Err(e) => self.record(e, true),
             }
