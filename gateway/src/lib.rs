@@ -1,6 +1,13 @@
 //! hpki-gateway: a TLS-terminating reverse proxy that puts HPKI smart-card login in
 //! front of portals that know nothing of certificates. See docs/ARCHITECTURE.md.
 
+pub mod assertion;
 pub mod cli;
+pub mod config;
+pub mod demo;
+pub mod identity;
+pub mod pages;
 pub mod pki;
+pub mod proxy;
+pub mod tls;
 pub mod trust;

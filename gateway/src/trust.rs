@@ -175,3 +175,98 @@ fn read_cert_dir(
     }
     out
 }
+
+/// One trust profile: a directory of CAs plus what the profile requires and what kind of
+/// holder its certificates stand for.
+#[derive(Debug, Clone)]
+pub struct TrustProfile {
+    pub name: String,
+    pub kind: crate::pki::CertKind,
+    pub required_policies: Vec<crate::pki::PolicyPrefix>,
+    pub max_intermediates: usize,
+    pub directory: TrustDirectory,
+}
+
+/// Every profile of the running configuration. Immutable once built: a reload builds a
+/// new one and swaps it.
+#[derive(Debug, Clone, Default)]
+pub struct TrustStore {
+    pub profiles: Vec<TrustProfile>,
+}
+
+/// A certificate accepted by one profile.
+#[derive(Debug, Clone)]
+pub struct Authenticated {
+    pub profile: String,
+    pub kind: crate::pki::CertKind,
+    pub path: crate::pki::ValidatedPath,
+}
+
+impl TrustStore {
+    /// DER subjects of every anchor and intermediate, deduplicated: the CertificateRequest
+    /// hints that let a browser offer only the cards we can accept.
+    pub fn hint_subjects(&self) -> Vec<Vec<u8>> {
+        use der::Encode;
+        let mut out: Vec<Vec<u8>> = Vec::new();
+        for p in &self.profiles {
+            for c in p
+                .directory
+                .anchors
+                .iter()
+                .chain(p.directory.intermediates.iter())
+            {
+                if let Ok(der) = c.subject().to_der() {
+                    if !out.contains(&der) {
+                        out.push(der);
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// Validates a login certificate against every profile, in configuration order; the
+    /// first that accepts it wins. If none does, the most telling refusal is returned: a
+    /// profile that recognised the issuer says more than "untrusted issuer".
+    pub fn authenticate(
+        &self,
+        leaf: &Arc<ParsedCertificate>,
+        presented: &[Arc<ParsedCertificate>],
+        now: crate::pki::UnixTime,
+    ) -> Result<Authenticated, crate::pki::PathError> {
+        use crate::pki::{verify_for_login, KeyPurpose, PathOptions, Reason};
+        let mut best: Option<crate::pki::PathError> = None;
+        for profile in &self.profiles {
+            let mut opts = PathOptions::new(now, KeyPurpose::ClientAuth);
+            opts.required_policies = profile.required_policies.clone();
+            opts.max_intermediates = profile.max_intermediates;
+            let dir = &profile.directory;
+            match verify_for_login(leaf, presented, &dir.anchors, &dir.intermediates, &opts) {
+                Ok(path) => {
+                    return Ok(Authenticated {
+                        profile: profile.name.clone(),
+                        kind: profile.kind,
+                        path,
+                    })
+                }
+                Err(e) => {
+                    let better = match &best {
+                        None => true,
+                        Some(b) => {
+                            b.reason == Reason::UntrustedIssuer
+                                && e.reason != Reason::UntrustedIssuer
+                        }
+                    };
+                    if better {
+                        best = Some(e);
+                    }
+                }
+            }
+        }
+        Err(best.unwrap_or(crate::pki::PathError {
+            reason: Reason::UntrustedIssuer,
+            depth: Some(0),
+            detail: "no trust profile is configured".into(),
+        }))
+    }
+}

@@ -1,5 +1,7 @@
-//! The reason-code table in docs/reason-codes.md lists exactly the codes of `pki::Reason`.
+//! The reason-code tables in docs/reason-codes.md list exactly the codes of `pki::Reason`
+//! and of the gateway's own denials (`pages::Denial`).
 
+use hpki_gateway::pages::Denial;
 use hpki_gateway::pki::Reason;
 
 #[test]
@@ -21,10 +23,13 @@ fn reason_code_table_matches_the_enum() {
             r.code()
         );
     }
+    for code in Denial::GATEWAY_CODES {
+        assert!(documented.contains(&code), "{code} is not documented");
+    }
     for code in &documented {
         assert!(
-            Reason::from_code(code).is_some(),
-            "{code} is documented but not a pki::Reason"
+            Reason::from_code(code).is_some() || Denial::GATEWAY_CODES.contains(code),
+            "{code} is documented but is neither a pki::Reason nor a gateway denial"
         );
     }
 }

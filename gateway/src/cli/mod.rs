@@ -2,6 +2,7 @@
 //! certificate, refused config), 2 bad input or usage.
 
 mod cert;
+mod serve;
 
 use clap::{Parser, Subcommand};
 
@@ -18,6 +19,12 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Serve: terminate mutual TLS, identify HPKI cards, forward to the portal.
+    Run(serve::RunArgs),
+    /// Validate a configuration and everything it names; exit 0 OK, 1 with the problems.
+    CheckConfig(serve::CheckConfigArgs),
+    /// Generate a dev PKI and config, start a demo portal and serve it on 127.0.0.1:8443.
+    Demo(serve::DemoArgs),
     /// Inspect and verify certificates.
     #[command(subcommand)]
     Cert(cert::CertCommand),
@@ -41,6 +48,9 @@ pub fn main() -> i32 {
         }
     };
     match cli.command {
+        Command::Run(a) => serve::run(a),
+        Command::CheckConfig(a) => serve::check_config(a),
+        Command::Demo(a) => serve::demo(a),
         Command::Cert(c) => cert::run(c),
     }
 }

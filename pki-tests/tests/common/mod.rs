@@ -52,21 +52,43 @@ pub fn openssl(args: &[&str], cwd: &Path) -> OpensslOutput {
     }
 }
 
-/// One generated PKI per test binary: RSA key generation dominates the run time. It lives
-/// in cargo's per-target scratch directory, one fixed directory per test binary, so a
-/// failed run can be inspected and runs do not pile up.
+/// One generated PKI per test process: RSA key generation dominates the run time. It
+/// lives in cargo's per-target scratch directory, one directory per process, because
+/// cargo-nextest runs every test as its own process, in parallel: a shared directory would
+/// be deleted under another test's feet. Directories of earlier runs are swept after an
+/// hour; the last ones stay for inspecting a failure.
 pub fn generated() -> &'static (PathBuf, TestPki, Manifest) {
     static GENERATED: OnceLock<(PathBuf, TestPki, Manifest)> = OnceLock::new();
     GENERATED.get_or_init(|| {
+        let scratch = Path::new(env!("CARGO_TARGET_TMPDIR"));
+        sweep_stale(scratch);
         let binary = module_path!().split("::").next().unwrap_or("tests");
-        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("testpki-{binary}"));
+        let dir = scratch.join(format!("testpki-{binary}-{}", std::process::id()));
         if dir.exists() {
-            std::fs::remove_dir_all(&dir).expect("clear the previous run's output");
+            std::fs::remove_dir_all(&dir).expect("clear a directory left by a reused pid");
         }
         let pki = TestPki::generate(&GenerateOptions::default()).expect("generate test PKI");
         let manifest = pki.write_to(&dir).expect("write test PKI");
         (dir, pki, manifest)
     })
+}
+
+fn sweep_stale(scratch: &Path) {
+    let Ok(entries) = std::fs::read_dir(scratch) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let stale = entry
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|age| age > std::time::Duration::from_secs(3600));
+        let ours = entry.file_name().to_string_lossy().starts_with("testpki-");
+        if ours && stale {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
 }
 
 pub fn certs_dir() -> PathBuf {

@@ -1,0 +1,166 @@
+//! `hpki-gateway run | check-config | demo`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use clap::Args;
+
+use super::{EXIT_BAD_INPUT, EXIT_NEGATIVE, EXIT_OK};
+use crate::config::Config;
+use crate::proxy::Gateway;
+
+#[derive(Args)]
+pub struct RunArgs {
+    /// The TOML configuration (docs/config.md).
+    #[arg(long)]
+    config: PathBuf,
+    /// Log lines as JSON (for a log shipper) instead of text.
+    #[arg(long)]
+    log_json: bool,
+}
+
+#[derive(Args)]
+pub struct CheckConfigArgs {
+    #[arg(long)]
+    config: PathBuf,
+}
+
+#[derive(Args)]
+pub struct DemoArgs {
+    /// Where the demo PKI, server certificate and config are written (reused if present).
+    #[arg(long, default_value = "hpki-demo")]
+    dir: PathBuf,
+    #[arg(long, default_value = "127.0.0.1:8443")]
+    listen: SocketAddr,
+    /// Where the built-in demo portal (the upstream) listens.
+    #[arg(long = "portal-listen", default_value = "127.0.0.1:9000")]
+    portal_listen: SocketAddr,
+    /// Regenerate the PKI even if the directory has one.
+    #[arg(long)]
+    fresh: bool,
+}
+
+fn init_logging(json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = if json {
+        builder.json().try_init()
+    } else {
+        builder.try_init()
+    };
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, String> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the async runtime: {e}"))
+}
+
+fn load(config: &std::path::Path) -> Result<Gateway, i32> {
+    let cfg = Config::load(config).map_err(|e| {
+        eprint!("{e}");
+        EXIT_NEGATIVE
+    })?;
+    Gateway::build(cfg).map_err(|problems| {
+        eprintln!("{}: the configuration cannot be used:", config.display());
+        for p in problems {
+            eprintln!("  - {p}");
+        }
+        EXIT_NEGATIVE
+    })
+}
+
+pub fn run(args: RunArgs) -> i32 {
+    init_logging(args.log_json);
+    let gateway = match load(&args.config) {
+        Ok(g) => g,
+        Err(code) => return code,
+    };
+    let rt = match runtime() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return EXIT_BAD_INPUT;
+        }
+    };
+    let listen = gateway.config.server.listen;
+    rt.block_on(async move {
+        let listener = match tokio::net::TcpListener::bind(listen).await {
+            Ok(l) => l,
+            Err(e) => {
+                eprintln!("error: cannot listen on {listen}: {e} (server.listen)");
+                return EXIT_NEGATIVE;
+            }
+        };
+        tracing::info!(%listen, profiles = gateway.trust.profiles.len(), routes = gateway.config.routes.len(), "hpki-gateway listening");
+        match Arc::new(gateway).serve(listener).await {
+            Ok(()) => EXIT_OK,
+            Err(e) => {
+                eprintln!("error: {e}");
+                EXIT_NEGATIVE
+            }
+        }
+    })
+}
+
+pub fn check_config(args: CheckConfigArgs) -> i32 {
+    match load(&args.config) {
+        Ok(gw) => {
+            println!("{}: OK", args.config.display());
+            println!(
+                "  listen {} ({}, client_auth {})",
+                gw.config.server.listen,
+                gw.config.server.tls_profile.as_str(),
+                gw.config.server.client_auth.as_str()
+            );
+            for p in &gw.trust.profiles {
+                println!(
+                    "  trust {:12} kind {:12} anchors {} intermediates {}",
+                    p.name,
+                    p.kind.as_str(),
+                    p.directory.anchors.len(),
+                    p.directory.intermediates.len()
+                );
+            }
+            for r in &gw.config.routes {
+                println!(
+                    "  route {}{} -> {}",
+                    r.host.as_deref().unwrap_or("*"),
+                    r.path,
+                    r.upstream.authority()
+                );
+            }
+            EXIT_OK
+        }
+        Err(code) => code,
+    }
+}
+
+pub fn demo(args: DemoArgs) -> i32 {
+    init_logging(false);
+    let rt = match runtime() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return EXIT_BAD_INPUT;
+        }
+    };
+    let opts = crate::demo::DemoOptions {
+        dir: args.dir,
+        listen: args.listen,
+        portal: args.portal_listen,
+        fresh: args.fresh,
+    };
+    match rt.block_on(crate::demo::run(opts)) {
+        Ok(()) => EXIT_OK,
+        Err(e) => {
+            eprintln!("error: {e}");
+            EXIT_NEGATIVE
+        }
+    }
+}

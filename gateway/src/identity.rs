@@ -1,0 +1,152 @@
+//! `Identity`: who is on a connection, built once after the handshake, and the headers
+//! and assertion claims made from it.
+
+use percent_encoding::{utf8_percent_encode, AsciiSet, CONTROLS};
+use serde_json::{json, Map, Value};
+
+use crate::pki::{self, name, CertKind};
+use crate::trust::Authenticated;
+
+/// Header values are ASCII: everything else, and '%' itself (so decoding is exact), is
+/// percent-encoded UTF-8. ',' is encoded so that lists stay unambiguous.
+const HEADER_VALUE: &AsciiSet = &CONTROLS.add(b'%').add(b',');
+
+pub fn encode_header_value(s: &str) -> String {
+    utf8_percent_encode(s, HEADER_VALUE).to_string()
+}
+
+/// The identity headers the gateway owns. Any client-sent header with one of these names
+/// (or any `X-HPKI-*`) is removed before forwarding.
+pub const STRIPPED_EXACT: [&str; 3] = [
+    "x-forwarded-client-cert",
+    "client-cert",
+    "client-cert-chain",
+];
+pub const STRIPPED_PREFIX: &str = "x-hpki-";
+
+/// The authenticated holder of a client certificate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    pub kind: CertKind,
+    pub profile: String,
+    pub roles: Vec<String>,
+    pub name: Option<String>,
+    pub name_kanji: Option<String>,
+    pub org: Option<String>,
+    pub org_kanji: Option<String>,
+    pub hpki_id: Option<String>,
+    pub subject: String,
+    pub issuer: String,
+    pub serial: String,
+    pub sha256: String,
+}
+
+impl Identity {
+    pub fn from_authenticated(auth: &Authenticated) -> Result<Identity, pki::Reason> {
+        let leaf = auth.path.leaf();
+        let id = pki::read_identity(leaf)?;
+        Ok(Identity {
+            kind: auth.kind,
+            profile: auth.profile.clone(),
+            roles: id.roles,
+            name: id.name,
+            name_kanji: id.name_kanji,
+            org: id.org,
+            org_kanji: id.org_kanji,
+            hpki_id: id.hpki_id,
+            subject: name::display(leaf.subject()),
+            issuer: name::display(leaf.issuer()),
+            serial: leaf.serial_hex(),
+            sha256: name::hex(leaf.sha256()),
+        })
+    }
+
+    /// Headers for the upstream, values already encoded (DESIGN.md lists them).
+    pub fn headers(&self) -> Vec<(&'static str, String)> {
+        let mut h = vec![("x-hpki-kind", self.kind.as_str().to_owned())];
+        if !self.roles.is_empty() {
+            let roles: Vec<String> = self.roles.iter().map(|r| encode_header_value(r)).collect();
+            h.push(("x-hpki-role", roles.join(",")));
+        }
+        let optional = [
+            ("x-hpki-id", &self.hpki_id),
+            ("x-hpki-name", &self.name),
+            ("x-hpki-name-kanji", &self.name_kanji),
+            ("x-hpki-org", &self.org),
+        ];
+        for (k, v) in optional {
+            if let Some(v) = v {
+                h.push((k, encode_header_value(v)));
+            }
+        }
+        h.push(("x-hpki-subject", encode_header_value(&self.subject)));
+        h.push(("x-hpki-cert-serial", self.serial.clone()));
+        h.push(("x-hpki-cert-issuer", encode_header_value(&self.issuer)));
+        h.push(("x-hpki-cert-sha256", self.sha256.clone()));
+        h
+    }
+
+    /// Claims of the signed assertion (the signer adds iss/aud/iat/exp/jti).
+    pub fn claims(&self) -> Map<String, Value> {
+        let v = self.to_json();
+        let mut m = match v {
+            Value::Object(m) => m,
+            _ => Map::new(),
+        };
+        if let Some(id) = &self.hpki_id {
+            m.insert("sub".into(), Value::String(id.clone()));
+        } else {
+            m.insert(
+                "sub".into(),
+                Value::String(format!("sha256:{}", self.sha256)),
+            );
+        }
+        m
+    }
+
+    pub fn to_json(&self) -> Value {
+        json!({
+            "kind": self.kind.as_str(),
+            "profile": self.profile,
+            "role": self.roles.first(),
+            "roles": self.roles,
+            "name": self.name,
+            "name_kanji": self.name_kanji,
+            "org": self.org,
+            "org_kanji": self.org_kanji,
+            "hpki_id": self.hpki_id,
+            "subject": self.subject,
+            "cert_issuer": self.issuer,
+            "cert_serial": self.serial,
+            "cert_sha256": self.sha256,
+        })
+    }
+}
+
+/// What the gateway knows about the client of a connection.
+#[derive(Debug, Clone)]
+pub enum ConnectionIdentity {
+    /// No client certificate (allowed only under `client_auth = "optional"`).
+    Anonymous,
+    Authenticated(std::sync::Arc<Identity>),
+    /// A certificate was presented (and its key proven) but it is not accepted.
+    Refused {
+        reason: pki::Reason,
+        detail: String,
+    },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn non_ascii_and_separators_are_percent_encoded() {
+        assert_eq!(encode_header_value("Medical Doctor"), "Medical Doctor");
+        assert_eq!(
+            encode_header_value("神楽坂\u{3000}一郎"),
+            "%E7%A5%9E%E6%A5%BD%E5%9D%82%E3%80%80%E4%B8%80%E9%83%8E"
+        );
+        assert_eq!(encode_header_value("a,b%c\r\n"), "a%2Cb%25c%0D%0A");
+    }
+}

@@ -1,0 +1,317 @@
+//! Forwarding to the upstream portal: header rewriting, identity injection, streaming
+//! bodies in both directions, timeouts, and protocol upgrades (WebSocket).
+
+use std::sync::Arc;
+
+use http::{
+    header, HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCode, Uri, Version,
+};
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+use hyper_util::client::legacy::{connect::HttpConnector, Client};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+
+use super::{deny, now, Body, ConnectionContext, Gateway};
+use crate::config::{Config, RouteSection, UpstreamScheme};
+use crate::identity::Identity;
+use crate::pages::Denial;
+
+type HttpsConnector = hyper_rustls::HttpsConnector<HttpConnector>;
+
+/// One pooled client per route (an https route carries its own CA).
+pub struct Upstreams {
+    http: Client<HttpConnector, Body>,
+    https: Vec<Option<Client<HttpsConnector, Body>>>,
+}
+
+fn connector(config: &Config) -> HttpConnector {
+    let mut c = HttpConnector::new();
+    c.set_connect_timeout(Some(config.timeouts.upstream_connect));
+    c.set_nodelay(true);
+    c.enforce_http(false);
+    c
+}
+
+impl Upstreams {
+    pub fn build(config: &Config) -> Result<Upstreams, Vec<String>> {
+        let mut problems = Vec::new();
+        let builder = || {
+            let mut b = Client::builder(TokioExecutor::new());
+            b.pool_idle_timeout(config.timeouts.idle);
+            b
+        };
+        let mut https = Vec::with_capacity(config.routes.len());
+        for (i, route) in config.routes.iter().enumerate() {
+            if route.upstream.scheme != UpstreamScheme::Https {
+                https.push(None);
+                continue;
+            }
+            match https_client_config(route) {
+                Ok(tls) => {
+                    let conn = hyper_rustls::HttpsConnectorBuilder::new()
+                        .with_tls_config(tls)
+                        .https_only()
+                        .enable_http1()
+                        .wrap_connector(connector(config));
+                    https.push(Some(builder().build(conn)));
+                }
+                Err(e) => {
+                    problems.push(format!("route[{i}].upstream_ca: {e}"));
+                    https.push(None);
+                }
+            }
+        }
+        if !problems.is_empty() {
+            return Err(problems);
+        }
+        Ok(Upstreams {
+            http: builder().build(connector(config)),
+            https,
+        })
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub async fn forward(
+        &self,
+        gw: &Gateway,
+        route: &RouteSection,
+        mut req: Request<Incoming>,
+        identity: Option<&Identity>,
+        ctx: &ConnectionContext,
+        request_id: &str,
+        json: bool,
+    ) -> Response<Body> {
+        let limit = gw.config.limits.max_request_body;
+        let declared = req
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|n| n > limit) {
+            return deny(
+                Denial::RequestTooLarge,
+                Some(&format!("the request body is larger than {limit} bytes")),
+                request_id,
+                json,
+            );
+        }
+
+        let upgrade = upgrade_protocol(req.headers());
+        let client_upgrade = upgrade.as_ref().map(|_| hyper::upgrade::on(&mut req));
+        let original_host = super::request_host(&req);
+        let route_index = gw
+            .config
+            .routes
+            .iter()
+            .position(|r| std::ptr::eq(r, route))
+            .unwrap_or(0);
+
+        let (mut parts, body) = req.into_parts();
+        let up = &route.upstream;
+        let path_and_query = parts
+            .uri
+            .path_and_query()
+            .map(|p| p.as_str())
+            .unwrap_or("/");
+        let scheme = match up.scheme {
+            UpstreamScheme::Http => "http",
+            UpstreamScheme::Https => "https",
+        };
+        let uri: Uri = match format!(
+            "{scheme}://{}:{}{}{}",
+            up.host, up.port, up.base_path, path_and_query
+        )
+        .parse()
+        {
+            Ok(u) => u,
+            Err(_) => {
+                return deny(
+                    Denial::BadRequest,
+                    Some("unusable request path"),
+                    request_id,
+                    json,
+                )
+            }
+        };
+        parts.uri = uri;
+        parts.version = Version::HTTP_11;
+
+        let headers = &mut parts.headers;
+        remove_hop_by_hop(headers);
+        if let Some(proto) = &upgrade {
+            headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+            headers.insert(header::UPGRADE, proto.clone());
+        }
+        if let Ok(v) = HeaderValue::from_str(&format!("{}:{}", up.host, up.port)) {
+            headers.insert(header::HOST, v);
+        }
+        // We are the edge: whatever the client claims about forwarding is replaced.
+        if let Ok(v) = HeaderValue::from_str(&ctx.peer.ip().to_string()) {
+            headers.insert(HeaderName::from_static("x-forwarded-for"), v);
+        }
+        headers.insert(
+            HeaderName::from_static("x-forwarded-proto"),
+            HeaderValue::from_static("https"),
+        );
+        headers.remove(HeaderName::from_static("forwarded"));
+        match original_host.as_deref().map(HeaderValue::from_str) {
+            Some(Ok(v)) => {
+                headers.insert(HeaderName::from_static("x-forwarded-host"), v);
+            }
+            _ => {
+                headers.remove(HeaderName::from_static("x-forwarded-host"));
+            }
+        }
+        if let Ok(v) = HeaderValue::from_str(request_id) {
+            headers.insert(HeaderName::from_static("x-hpki-request-id"), v);
+        }
+        if let Some(id) = identity {
+            for (name, value) in id.headers() {
+                if let Ok(v) = HeaderValue::from_str(&value) {
+                    headers.insert(HeaderName::from_static(name), v);
+                }
+            }
+            let audience = match &route.host {
+                Some(h) if h != "*" => format!("{h}{}", route.path),
+                _ => route.path.clone(),
+            };
+            let token = gw.signer.sign(&id.claims(), &audience, request_id, now().0);
+            if let Ok(v) = HeaderValue::from_str(&token) {
+                headers.insert(HeaderName::from_static("x-hpki-assertion"), v);
+            }
+        }
+
+        // Streamed, never buffered; the limit ends the stream if the body outgrows it.
+        let body: Body = Limited::new(body, limit as usize).boxed();
+        let upstream_req = Request::from_parts(parts, body);
+        let send = async {
+            match self.https.get(route_index).and_then(Option::as_ref) {
+                Some(client) => client.request(upstream_req).await,
+                None => self.http.request(upstream_req).await,
+            }
+        };
+        let mut resp = match tokio::time::timeout(gw.config.timeouts.upstream_response, send).await
+        {
+            Err(_) => {
+                return deny(
+                    Denial::UpstreamTimeout,
+                    Some(&format!(
+                        "no response within {:?}",
+                        gw.config.timeouts.upstream_response
+                    )),
+                    request_id,
+                    json,
+                )
+            }
+            Ok(Err(e)) => {
+                tracing::warn!(request_id, upstream = %up.host, error = %e, "upstream request failed");
+                let detail = if is_body_limit(&e) {
+                    return deny(Denial::RequestTooLarge, None, request_id, json);
+                } else {
+                    format!("{e}")
+                };
+                return deny(Denial::UpstreamUnavailable, Some(&detail), request_id, json);
+            }
+            Ok(Ok(r)) => r,
+        };
+
+        if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
+            if let Some(client_upgrade) = client_upgrade {
+                let upstream_upgrade = hyper::upgrade::on(&mut resp);
+                let request_id = request_id.to_owned();
+                tokio::spawn(async move {
+                    match tokio::try_join!(client_upgrade, upstream_upgrade) {
+                        Ok((client, upstream)) => {
+                            let mut client = TokioIo::new(client);
+                            let mut upstream = TokioIo::new(upstream);
+                            let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
+                        }
+                        Err(e) => tracing::debug!(request_id, error = %e, "upgrade failed"),
+                    }
+                });
+            }
+        } else {
+            remove_hop_by_hop(resp.headers_mut());
+        }
+        resp.map(|b| {
+            b.map_err(|e| Box::new(e) as Box<dyn std::error::Error + Send + Sync>)
+                .boxed()
+        })
+    }
+}
+
+fn is_body_limit(e: &hyper_util::client::legacy::Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(e);
+    while let Some(s) = source {
+        if s.is::<http_body_util::LengthLimitError>() {
+            return true;
+        }
+        source = s.source();
+    }
+    false
+}
+
+fn https_client_config(route: &RouteSection) -> Result<rustls::ClientConfig, String> {
+    use rustls::pki_types::{pem::PemObject, CertificateDer};
+    let ca = route.upstream_ca.as_ref().ok_or(
+        "an https upstream needs upstream_ca (the CA bundle that signed the portal's certificate)",
+    )?;
+    let mut roots = rustls::RootCertStore::empty();
+    let certs = CertificateDer::pem_file_iter(ca)
+        .map_err(|e| format!("{}: {e}", ca.display()))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("{}: {e}", ca.display()))?;
+    let (added, _) = roots.add_parsable_certificates(certs);
+    if added == 0 {
+        return Err(format!("{}: no usable CA certificate", ca.display()));
+    }
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    Ok(rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots)
+        .with_no_client_auth())
+}
+
+/// The protocol a request asks to upgrade to (WebSocket), if it does so properly.
+fn upgrade_protocol(headers: &HeaderMap) -> Option<HeaderValue> {
+    let connection_upgrade = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim().eq_ignore_ascii_case("upgrade"));
+    if connection_upgrade {
+        headers.get(header::UPGRADE).cloned()
+    } else {
+        None
+    }
+}
+
+/// RFC 9110 §7.6.1: connection-specific headers are not forwarded, including any header
+/// the Connection header names.
+fn remove_hop_by_hop(headers: &mut HeaderMap) {
+    let named: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
+        .collect();
+    for name in named {
+        headers.remove(name);
+    }
+    for name in [
+        header::CONNECTION,
+        header::TE,
+        header::TRAILER,
+        header::TRANSFER_ENCODING,
+        header::UPGRADE,
+        header::PROXY_AUTHORIZATION,
+        header::PROXY_AUTHENTICATE,
+    ] {
+        headers.remove(name);
+    }
+    headers.remove(HeaderName::from_static("keep-alive"));
+    headers.remove(HeaderName::from_static("proxy-connection"));
+}

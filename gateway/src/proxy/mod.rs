@@ -1,0 +1,508 @@
+//! The request lifecycle, as named phases (pingora / linkerd2-proxy style):
+//!
+//! 1. accept + TLS handshake (`tls`), bounded by `timeouts.header_read`;
+//! 2. identify — once per connection: the presented certificate is validated by `pki`
+//!    against every trust profile and becomes a `ConnectionIdentity`;
+//! 3. per request: strip client-sent identity headers → gateway-owned paths
+//!    (`/_hpki/...`, JWKS) → route → authorize (kind, role, anonymous) → forward with
+//!    identity headers and a signed assertion (`forward`), streaming both bodies.
+//!
+//! Denials are answered with the page or JSON of their stable reason code (`pages`).
+
+mod forward;
+pub mod route;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use http::{header, HeaderValue, Request, Response, StatusCode};
+use http_body_util::{combinators::BoxBody, BodyExt, Full};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
+
+use crate::assertion::AssertionSigner;
+use crate::config::{CertKindConfig, Config, RouteSection};
+use crate::identity::{ConnectionIdentity, Identity, STRIPPED_EXACT, STRIPPED_PREFIX};
+use crate::pages::{self, Denial};
+use crate::pki::{self, CertKind, ParsedCertificate, UnixTime};
+use crate::trust::{TrustDirectory, TrustProfile, TrustStore};
+
+pub type Body = BoxBody<Bytes, Box<dyn std::error::Error + Send + Sync>>;
+
+pub const JWKS_PATH: &str = "/.well-known/hpki-gateway/jwks.json";
+pub const WHOAMI_PATH: &str = "/_hpki/whoami";
+
+/// Everything a running listener needs; immutable and shared by every connection.
+pub struct Gateway {
+    pub config: Config,
+    pub trust: Arc<TrustStore>,
+    pub routes: route::RouteTable,
+    pub signer: AssertionSigner,
+    upstreams: forward::Upstreams,
+    tls: Arc<rustls::ServerConfig>,
+}
+
+/// Per-connection facts, decided once.
+pub struct ConnectionContext {
+    pub identity: ConnectionIdentity,
+    pub peer: SocketAddr,
+    pub tls_version: &'static str,
+}
+
+pub fn now() -> UnixTime {
+    UnixTime(
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0),
+    )
+}
+
+/// Builds the trust store of a configuration, naming every file problem.
+pub fn build_trust_store(config: &Config) -> Result<TrustStore, Vec<String>> {
+    let mut problems = Vec::new();
+    let mut profiles = Vec::new();
+    for (i, t) in config.trust.iter().enumerate() {
+        let required_policies: Vec<pki::PolicyPrefix> = t
+            .require_policies
+            .iter()
+            .filter_map(|p| match pki::PolicyPrefix::parse(p) {
+                Ok(p) => Some(p),
+                Err(e) => {
+                    problems.push(format!("trust[{i}].require_policies: {e}"));
+                    None
+                }
+            })
+            .collect();
+        match TrustDirectory::load(&t.dir) {
+            Ok(directory) => profiles.push(TrustProfile {
+                name: t.name.clone(),
+                kind: match t.kind {
+                    CertKindConfig::Person => CertKind::Person,
+                    CertKindConfig::Organization => CertKind::Organization,
+                },
+                required_policies,
+                max_intermediates: t.max_intermediates,
+                directory,
+            }),
+            Err(e) => problems.push(format!("trust[{i}] ({}): {e}", t.name)),
+        }
+    }
+    if problems.is_empty() {
+        Ok(TrustStore { profiles })
+    } else {
+        Err(problems)
+    }
+}
+
+impl Gateway {
+    /// Loads everything the configuration names; every problem is reported.
+    pub fn build(config: Config) -> Result<Gateway, Vec<String>> {
+        let mut problems = Vec::new();
+        let trust = build_trust_store(&config)
+            .map_err(|p| problems.extend(p))
+            .ok();
+        let signer = std::fs::read_to_string(&config.assertion.key)
+            .map_err(|e| format!("assertion.key {}: {e}", config.assertion.key.display()))
+            .and_then(|pem| {
+                AssertionSigner::from_pem(&pem, &config.assertion.issuer, config.assertion.lifetime)
+                    .map_err(|e| format!("assertion.key {}: {e}", config.assertion.key.display()))
+            })
+            .map_err(|e| problems.push(e))
+            .ok();
+        let identity = crate::tls::load_server_identity(&config.server.cert, &config.server.key)
+            .map_err(|e| problems.push(format!("server.cert/server.key: {e}")))
+            .ok();
+        let upstreams = forward::Upstreams::build(&config)
+            .map_err(|p| problems.extend(p))
+            .ok();
+        let (Some(trust), Some(signer), Some((chain, key)), Some(upstreams)) =
+            (trust, signer, identity, upstreams)
+        else {
+            return Err(problems);
+        };
+        let verifier = Arc::new(crate::tls::HpkiClientVerifier::new(
+            config.server.tls_profile,
+            config.server.client_auth,
+            trust.hint_subjects(),
+        ));
+        let tls = crate::tls::server_config(
+            config.server.tls_profile,
+            verifier,
+            chain,
+            key,
+            config.server.http2,
+        )
+        .map_err(|e| {
+            vec![format!(
+                "server.cert/server.key: {e} (does the key match the certificate?)"
+            )]
+        })?;
+        Ok(Gateway {
+            routes: route::RouteTable::new(config.routes.clone()),
+            config,
+            trust: Arc::new(trust),
+            signer,
+            upstreams,
+            tls: Arc::new(tls),
+        })
+    }
+
+    /// Serves until SIGTERM/SIGINT, then drains for `timeouts.shutdown_grace`.
+    pub async fn serve(self: Arc<Self>, listener: TcpListener) -> std::io::Result<()> {
+        let acceptor = TlsAcceptor::from(self.tls.clone());
+        let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+        let mut shutdown = std::pin::pin!(shutdown_signal());
+        loop {
+            tokio::select! {
+                accepted = listener.accept() => {
+                    let (tcp, peer) = match accepted {
+                        Ok(a) => a,
+                        Err(e) => {
+                            // EMFILE and friends: back off instead of spinning.
+                            tracing::warn!(error = %e, "accept failed");
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                            continue;
+                        }
+                    };
+                    let _ = tcp.set_nodelay(true);
+                    let gw = self.clone();
+                    let acceptor = acceptor.clone();
+                    let watcher = graceful.watcher();
+                    tokio::spawn(async move {
+                        gw.serve_connection(acceptor, tcp, peer, watcher).await;
+                    });
+                }
+                _ = &mut shutdown => {
+                    tracing::info!("shutting down: no new connections, draining");
+                    break;
+                }
+            }
+        }
+        drop(listener);
+        let grace = self.config.timeouts.shutdown_grace;
+        if tokio::time::timeout(grace, graceful.shutdown())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                ?grace,
+                "connections still open after the grace period; closing"
+            );
+        }
+        Ok(())
+    }
+
+    async fn serve_connection(
+        self: Arc<Self>,
+        acceptor: TlsAcceptor,
+        tcp: tokio::net::TcpStream,
+        peer: SocketAddr,
+        watcher: hyper_util::server::graceful::Watcher,
+    ) {
+        let handshake =
+            tokio::time::timeout(self.config.timeouts.header_read, acceptor.accept(tcp));
+        let tls = match handshake.await {
+            Ok(Ok(tls)) => tls,
+            Ok(Err(e)) => {
+                tracing::info!(%peer, error = %e, "TLS handshake failed");
+                return;
+            }
+            Err(_) => {
+                tracing::info!(%peer, "TLS handshake timed out");
+                return;
+            }
+        };
+        let (_, conn) = tls.get_ref();
+        let tls_version = match conn.protocol_version() {
+            Some(rustls::ProtocolVersion::TLSv1_3) => "TLSv1.3",
+            Some(rustls::ProtocolVersion::TLSv1_2) => "TLSv1.2",
+            _ => "unknown",
+        };
+        let identity = self.identify(conn.peer_certificates());
+        match &identity {
+            ConnectionIdentity::Authenticated(id) => tracing::info!(
+                %peer, tls_version, profile = %id.profile, hpki_id = ?id.hpki_id, role = ?id.roles.first(),
+                "client authenticated"
+            ),
+            ConnectionIdentity::Refused { reason, detail } => {
+                tracing::info!(%peer, tls_version, reason = %reason, detail = %detail, "client certificate refused")
+            }
+            ConnectionIdentity::Anonymous => {
+                tracing::debug!(%peer, tls_version, "anonymous client")
+            }
+        }
+        let ctx = Arc::new(ConnectionContext {
+            identity,
+            peer,
+            tls_version,
+        });
+        let gw = self.clone();
+        let service = hyper::service::service_fn(move |req| {
+            let gw = gw.clone();
+            let ctx = ctx.clone();
+            async move { Ok::<_, std::convert::Infallible>(gw.handle(req, &ctx).await) }
+        });
+        let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+        builder
+            .http1()
+            .timer(hyper_util::rt::TokioTimer::new())
+            .header_read_timeout(self.config.timeouts.header_read)
+            .max_headers(self.config.limits.max_request_headers);
+        builder
+            .http2()
+            .timer(hyper_util::rt::TokioTimer::new())
+            .keep_alive_interval(Some(self.config.timeouts.idle))
+            .keep_alive_timeout(Duration::from_secs(20));
+        let conn = builder.serve_connection_with_upgrades(TokioIo::new(tls), service);
+        if let Err(e) = watcher.watch(conn.into_owned()).await {
+            tracing::debug!(%peer, error = %e, "connection ended with an error");
+        }
+    }
+
+    /// Phase 2: who is on this connection.
+    pub fn identify(
+        &self,
+        certs: Option<&[rustls::pki_types::CertificateDer<'_>]>,
+    ) -> ConnectionIdentity {
+        let Some((leaf, rest)) = certs.and_then(|c| c.split_first()) else {
+            return ConnectionIdentity::Anonymous;
+        };
+        let leaf = match ParsedCertificate::from_der(leaf.as_ref()) {
+            Ok(c) => Arc::new(c),
+            Err(e) => {
+                return ConnectionIdentity::Refused {
+                    reason: e.reason(),
+                    detail: e.detail,
+                }
+            }
+        };
+        // Presented intermediates are only candidates; an unparsable one cannot help.
+        let presented: Vec<Arc<ParsedCertificate>> = rest
+            .iter()
+            .filter_map(|c| ParsedCertificate::from_der(c.as_ref()).ok().map(Arc::new))
+            .collect();
+        match self.trust.authenticate(&leaf, &presented, now()) {
+            Ok(auth) => match Identity::from_authenticated(&auth) {
+                Ok(id) => ConnectionIdentity::Authenticated(Arc::new(id)),
+                Err(reason) => ConnectionIdentity::Refused {
+                    reason,
+                    detail: "the hcRole extension is malformed".into(),
+                },
+            },
+            Err(e) => ConnectionIdentity::Refused {
+                reason: e.reason,
+                detail: e.detail,
+            },
+        }
+    }
+
+    /// Phase 3, one request.
+    pub async fn handle(
+        &self,
+        mut req: Request<Incoming>,
+        ctx: &ConnectionContext,
+    ) -> Response<Body> {
+        let request_id = new_request_id();
+        strip_identity_headers(req.headers_mut());
+        let json = pages::wants_json(
+            req.headers()
+                .get(header::ACCEPT)
+                .and_then(|v| v.to_str().ok()),
+        );
+        let path = req.uri().path().to_owned();
+
+        let mut response = if path == JWKS_PATH {
+            json_response(StatusCode::OK, self.signer.jwks().to_string())
+        } else if path == WHOAMI_PATH {
+            match &ctx.identity {
+                ConnectionIdentity::Authenticated(id) => {
+                    let mut v = id.to_json();
+                    v["tls_version"] = ctx.tls_version.into();
+                    page_response(pages::whoami_page(&v, &request_id, json))
+                }
+                ConnectionIdentity::Anonymous => page_response(pages::whoami_page(
+                    &serde_json::Value::Null,
+                    &request_id,
+                    json,
+                )),
+                ConnectionIdentity::Refused { reason, detail } => deny(
+                    Denial::Certificate(*reason),
+                    Some(detail),
+                    &request_id,
+                    json,
+                ),
+            }
+        } else {
+            let host = request_host(&req);
+            match self.routes.find(host.as_deref(), &path) {
+                None => deny(Denial::NoRoute, None, &request_id, json),
+                Some(route) => match authorize(route, &ctx.identity) {
+                    Err((denial, detail)) => deny(denial, detail.as_deref(), &request_id, json),
+                    Ok(identity) => {
+                        self.upstreams
+                            .forward(self, route, req, identity, ctx, &request_id, json)
+                            .await
+                    }
+                },
+            }
+        };
+        if let Ok(v) = HeaderValue::from_str(&request_id) {
+            response.headers_mut().insert("x-hpki-request-id", v);
+        }
+        response
+    }
+}
+
+/// Decides whether the connection's holder may use the route.
+fn authorize<'a>(
+    route: &RouteSection,
+    identity: &'a ConnectionIdentity,
+) -> Result<Option<&'a Identity>, (Denial, Option<String>)> {
+    match identity {
+        ConnectionIdentity::Refused { reason, detail } => {
+            Err((Denial::Certificate(*reason), Some(detail.clone())))
+        }
+        ConnectionIdentity::Anonymous => {
+            if route.allow_anonymous {
+                Ok(None)
+            } else {
+                Err((Denial::ClientCertificateRequired, None))
+            }
+        }
+        ConnectionIdentity::Authenticated(id) => {
+            let kind_ok = route.allow_kinds.iter().any(|k| {
+                matches!(
+                    (k, id.kind),
+                    (CertKindConfig::Person, CertKind::Person)
+                        | (CertKindConfig::Organization, CertKind::Organization)
+                )
+            });
+            if !kind_ok {
+                return Err((
+                    Denial::KindNotAllowed,
+                    Some(format!(
+                        "certificate kind {} is not allowed here",
+                        id.kind.as_str()
+                    )),
+                ));
+            }
+            if !route.allow_roles.is_empty() {
+                if id.roles.is_empty() {
+                    return Err((Denial::NoHcRole, None));
+                }
+                if !id.roles.iter().any(|r| route.allow_roles.contains(r)) {
+                    return Err((
+                        Denial::RoleNotAllowed,
+                        Some(format!(
+                            "role {:?} is not among {:?}",
+                            id.roles, route.allow_roles
+                        )),
+                    ));
+                }
+            }
+            Ok(Some(id))
+        }
+    }
+}
+
+/// Removes every client-sent identity header, whatever its case and however often it
+/// appears (HeaderMap names are lowercase, HTTP/2 included).
+pub fn strip_identity_headers(headers: &mut http::HeaderMap) {
+    let doomed: Vec<http::HeaderName> = headers
+        .keys()
+        .filter(|k| {
+            let n = k.as_str();
+            n.starts_with(STRIPPED_PREFIX) || STRIPPED_EXACT.contains(&n)
+        })
+        .cloned()
+        .collect();
+    for name in doomed {
+        headers.remove(&name);
+    }
+}
+
+fn request_host(req: &Request<Incoming>) -> Option<String> {
+    req.uri()
+        .authority()
+        .map(|a| a.as_str().to_owned())
+        .or_else(|| {
+            req.headers()
+                .get(header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .map(str::to_owned)
+        })
+}
+
+pub fn new_request_id() -> String {
+    let mut bytes = [0u8; 12];
+    if aws_lc_rs::rand::fill(&mut bytes).is_err() {
+        // The system RNG failing is not a reason to refuse a request; the id only needs to
+        // be unique enough to find a log line.
+        let t = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
+        bytes.copy_from_slice(&t.to_be_bytes()[4..]);
+    }
+    pki::name::hex(&bytes)
+}
+
+pub fn full_body(bytes: impl Into<Bytes>) -> Body {
+    Full::new(bytes.into())
+        .map_err(|never| match never {})
+        .boxed()
+}
+
+fn json_response(status: StatusCode, body: String) -> Response<Body> {
+    let mut r = Response::new(full_body(body));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    r
+}
+
+fn page_response(page: pages::Page) -> Response<Body> {
+    let mut r = Response::new(full_body(page.body));
+    *r.status_mut() = page.status;
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(page.content_type),
+    );
+    r.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r
+}
+
+pub fn deny(denial: Denial, detail: Option<&str>, request_id: &str, json: bool) -> Response<Body> {
+    page_response(pages::denial_page(denial, detail, request_id, json))
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}
