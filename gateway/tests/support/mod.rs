@@ -1,0 +1,398 @@
+//! End-to-end harness: a generated HPKI-shaped PKI, an upstream that records exactly what
+//! reached it, and the real `hpki-gateway` binary started with a config. Clients are real
+//! programs (curl, openssl s_client) driven by the tests.
+
+#![allow(dead_code)]
+
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+/// The test PKI plus a server identity, generated once per test process.
+pub struct Pki {
+    pub dir: PathBuf,
+    pub manifest: pki_tests::Manifest,
+}
+
+impl Pki {
+    pub fn cert(&self, name: &str) -> PathBuf {
+        self.dir.join("pki/certs").join(format!("{name}.pem"))
+    }
+    pub fn key(&self, name: &str) -> PathBuf {
+        self.dir.join("pki/certs").join(format!("{name}.key"))
+    }
+    pub fn trust(&self, profile: &str) -> PathBuf {
+        self.dir.join("pki/trust").join(profile)
+    }
+    pub fn server_ca(&self) -> PathBuf {
+        self.dir.join("server/server-ca.pem")
+    }
+    pub fn server_cert(&self) -> PathBuf {
+        self.dir.join("server/server.pem")
+    }
+    pub fn server_key(&self) -> PathBuf {
+        self.dir.join("server/server.key")
+    }
+    pub fn assertion_key(&self) -> PathBuf {
+        self.dir.join("assertion-es256.pem")
+    }
+}
+
+pub fn pki() -> &'static Pki {
+    static PKI: OnceLock<Pki> = OnceLock::new();
+    PKI.get_or_init(|| {
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("e2e-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("server")).unwrap();
+        let pki = pki_tests::TestPki::generate(&pki_tests::GenerateOptions::default()).unwrap();
+        let manifest = pki.write_to(&dir.join("pki")).unwrap();
+        let server = pki_tests::server::server_identity(&["127.0.0.1", "localhost"]).unwrap();
+        std::fs::write(dir.join("server/server.pem"), &server.chain_pem).unwrap();
+        std::fs::write(dir.join("server/server.key"), &server.key_pem).unwrap();
+        std::fs::write(dir.join("server/server-ca.pem"), &server.ca_pem).unwrap();
+        std::fs::write(
+            dir.join("assertion-es256.pem"),
+            hpki_gateway::assertion::AssertionSigner::generate_pem(),
+        )
+        .unwrap();
+        Pki { dir, manifest }
+    })
+}
+
+/// One request as the upstream saw it: header names lowercase, in arrival order,
+/// duplicates kept.
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub method: String,
+    pub path: String,
+    pub headers: Vec<(String, String)>,
+    pub body_len: u64,
+}
+
+impl Received {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+    }
+    pub fn all(&self, name: &str) -> Vec<&str> {
+        self.headers.iter().filter(|(n, _)| n == name).map(|(_, v)| v.as_str()).collect()
+    }
+    pub fn hpki_headers(&self) -> Vec<&str> {
+        let mut names: Vec<&str> = self
+            .headers
+            .iter()
+            .map(|(n, _)| n.as_str())
+            .filter(|n| n.starts_with("x-hpki-"))
+            .collect();
+        names.sort();
+        names
+    }
+}
+
+/// An HTTP/1.1 upstream on loopback that records every request and answers 200 with
+/// `upstream ok`. `GET /big/<bytes>` answers a body of that many bytes, streamed in 64 KiB
+/// chunks without holding it in memory.
+pub struct Upstream {
+    pub addr: SocketAddr,
+    pub received: Arc<Mutex<Vec<Received>>>,
+    _runtime: Arc<tokio::runtime::Runtime>,
+}
+
+impl Upstream {
+    pub fn start() -> Upstream {
+        let runtime = Arc::new(
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .enable_all()
+                .build()
+                .unwrap(),
+        );
+        let received = Arc::new(Mutex::new(Vec::new()));
+        let listener = runtime.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let rec = received.clone();
+        runtime.spawn(async move {
+            loop {
+                let Ok((tcp, _)) = listener.accept().await else { continue };
+                let rec = rec.clone();
+                tokio::spawn(async move {
+                    let svc = hyper::service::service_fn(move |req| upstream_respond(req, rec.clone()));
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(hyper_util::rt::TokioIo::new(tcp), svc)
+                        .with_upgrades()
+                        .await;
+                });
+            }
+        });
+        Upstream {
+            addr,
+            received,
+            _runtime: runtime,
+        }
+    }
+
+    pub fn take(&self) -> Vec<Received> {
+        std::mem::take(&mut *self.received.lock().unwrap())
+    }
+}
+
+type UpBody = http_body_util::combinators::BoxBody<bytes::Bytes, std::io::Error>;
+
+async fn upstream_respond(
+    req: http::Request<hyper::body::Incoming>,
+    rec: Arc<Mutex<Vec<Received>>>,
+) -> Result<http::Response<UpBody>, std::convert::Infallible> {
+    use http_body_util::BodyExt;
+    let method = req.method().to_string();
+    let path = req.uri().path().to_owned();
+    let headers: Vec<(String, String)> = req
+        .headers()
+        .iter()
+        .map(|(n, v)| (n.as_str().to_owned(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+        .collect();
+    let mut body = req.into_body();
+    let mut body_len = 0u64;
+    while let Some(frame) = body.frame().await {
+        match frame {
+            Ok(f) => body_len += f.data_ref().map(|d| d.len() as u64).unwrap_or(0),
+            Err(_) => break,
+        }
+    }
+    rec.lock().unwrap().push(Received {
+        method,
+        path: path.clone(),
+        headers,
+        body_len,
+    });
+    let body: UpBody = match path.strip_prefix("/big/").and_then(|n| n.parse::<u64>().ok()) {
+        Some(total) => {
+            let chunk = bytes::Bytes::from(vec![b'x'; 64 * 1024]);
+            let stream = futures_stream(total, chunk);
+            http_body_util::StreamBody::new(stream).boxed()
+        }
+        None => http_body_util::Full::new(bytes::Bytes::from_static(b"upstream ok"))
+            .map_err(|never| match never {})
+            .boxed(),
+    };
+    Ok(http::Response::new(body))
+}
+
+/// A stream of `total` bytes in chunks, without an extra crate.
+fn futures_stream(
+    total: u64,
+    chunk: bytes::Bytes,
+) -> impl futures_core_stream::Stream<Item = Result<hyper::body::Frame<bytes::Bytes>, std::io::Error>> {
+    futures_core_stream::ChunkStream {
+        left: total,
+        chunk,
+    }
+}
+
+mod futures_core_stream {
+    pub use futures_core::Stream;
+    use std::pin::Pin;
+    use std::task::{Context, Poll};
+
+    pub struct ChunkStream {
+        pub left: u64,
+        pub chunk: bytes::Bytes,
+    }
+
+    impl Stream for ChunkStream {
+        type Item = Result<hyper::body::Frame<bytes::Bytes>, std::io::Error>;
+        fn poll_next(mut self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+            if self.left == 0 {
+                return Poll::Ready(None);
+            }
+            let n = self.left.min(self.chunk.len() as u64) as usize;
+            self.left -= n as u64;
+            Poll::Ready(Some(Ok(hyper::body::Frame::data(self.chunk.slice(..n)))))
+        }
+    }
+}
+
+/// A free loopback port (bound then released; good enough for tests on one machine).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// The config text for a gateway in front of `upstream` with the test PKI's profiles.
+/// `extra_routes` is appended as is (TOML `[[route]]` tables).
+pub fn config(listen: SocketAddr, upstream: SocketAddr, tls_profile: &str, client_auth: &str, extra_routes: &str) -> String {
+    let p = pki();
+    format!(
+        r#"[server]
+listen = "{listen}"
+cert = "{cert}"
+key = "{key}"
+tls_profile = "{tls_profile}"
+client_auth = "{client_auth}"
+
+[assertion]
+key = "{akey}"
+
+[[trust]]
+name = "hpki-auth"
+dir = "{auth}"
+kind = "person"
+require_policies = ["1.2.392.100495.1.5.1.2"]
+
+[[trust]]
+name = "hpki-org"
+dir = "{org}"
+kind = "organization"
+require_policies = ["1.2.392.100495.1.5.1.3"]
+
+[[route]]
+path = "/"
+upstream = "http://{upstream}"
+allow_roles = ["Medical Doctor", "Pharmacist", "Dentist"]
+
+[[route]]
+path = "/clinic"
+upstream = "http://{upstream}"
+allow_kinds = ["person", "organization"]
+
+[[route]]
+path = "/public"
+upstream = "http://{upstream}"
+allow_anonymous = true
+{extra_routes}
+"#,
+        cert = p.server_cert().display(),
+        key = p.server_key().display(),
+        akey = p.assertion_key().display(),
+        auth = p.trust("hpki-auth").display(),
+        org = p.trust("hpki-org").display(),
+    )
+}
+
+/// The real gateway binary, running; killed on drop.
+pub struct Gateway {
+    child: Child,
+    pub addr: SocketAddr,
+    pub log: PathBuf,
+    pub config: PathBuf,
+}
+
+impl Gateway {
+    /// Writes `config_text` and starts `hpki-gateway run`; waits (bounded) until it listens.
+    pub fn start(config_text: &str, listen: SocketAddr) -> Gateway {
+        let dir = pki().dir.join(format!("gw-{}", listen.port()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let config = dir.join("gateway.toml");
+        std::fs::write(&config, config_text).unwrap();
+        let log = dir.join("gateway.log");
+        let child = Command::new(env!("CARGO_BIN_EXE_hpki-gateway"))
+            .args(["run", "--config"])
+            .arg(&config)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("start hpki-gateway");
+        let mut gw = Gateway {
+            child,
+            addr: listen,
+            log,
+            config,
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while TcpStream::connect(listen).is_err() {
+            if let Ok(Some(status)) = gw.child.try_wait() {
+                panic!("hpki-gateway exited with {status}:\n{}", gw.log_text());
+            }
+            assert!(Instant::now() < deadline, "hpki-gateway did not listen:\n{}", gw.log_text());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        gw
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("https://{}{path}", self.addr)
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Peak resident set size of the gateway process so far (VmHWM), in KiB.
+    pub fn peak_rss_kib(&self) -> u64 {
+        proc_status_kib(self.child.id(), "VmHWM:")
+    }
+
+    pub fn rss_kib(&self) -> u64 {
+        proc_status_kib(self.child.id(), "VmRSS:")
+    }
+}
+
+pub fn proc_status_kib(pid: u32, field: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with(field))
+                .and_then(|l| l.split_whitespace().nth(1).and_then(|n| n.parse().ok()))
+        })
+        .unwrap_or(0)
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A gateway with the standard config in front of a fresh upstream.
+pub fn gateway(tls_profile: &str, client_auth: &str) -> (Gateway, Upstream) {
+    let upstream = Upstream::start();
+    let listen: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let gw = Gateway::start(&config(listen, upstream.addr, tls_profile, client_auth, ""), listen);
+    (gw, upstream)
+}
+
+/// Result of a curl run.
+pub struct CurlResult {
+    pub status: u16,
+    pub body: String,
+    pub stderr: String,
+    pub exit: i32,
+}
+
+/// curl with the server CA; `card` = Some(name) presents that test card (PEM cert + key).
+pub fn curl(gw: &Gateway, card: Option<&str>, path: &str, extra: &[&str]) -> CurlResult {
+    let p = pki();
+    let mut cmd = Command::new("curl");
+    cmd.args(["-sS", "--max-time", "20", "-o", "-", "-w", "\n%{http_code}"])
+        .arg("--cacert")
+        .arg(p.server_ca());
+    if let Some(card) = card {
+        cmd.arg("--cert").arg(p.cert(card)).arg("--key").arg(p.key(card));
+    }
+    cmd.args(extra).arg(gw.url(path));
+    output_to_result(cmd.output().expect("curl must be installed"))
+}
+
+fn output_to_result(out: Output) -> CurlResult {
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, code) = stdout.rsplit_once('\n').unwrap_or(("", stdout.as_str()));
+    CurlResult {
+        status: code.trim().parse().unwrap_or(0),
+        body: body.to_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        exit: out.status.code().unwrap_or(-1),
+    }
+}
+
+/// The `error` field of a JSON denial body.
+pub fn error_code(body: &str) -> Option<String> {
+    serde_json::from_str::<serde_json::Value>(body)
+        .ok()
+        .and_then(|v| v["error"].as_str().map(str::to_owned))
+}
