@@ -9,8 +9,10 @@
 # Needs root (or sudo) on Debian 12; prints what it installs.
 set -euo pipefail
 
-# What the tests use today: the openssl CLI builds and cross-checks the test PKI.
-CORE=(openssl ca-certificates curl)
+# What the tests use today: the openssl CLI builds and cross-checks the test PKI; curl is
+# the client of the end-to-end tests; SoftHSM2 + opensc's pkcs11-tool + OpenSSL's pkcs11
+# engine are the HPKI card of tests/e2e_card_and_streaming.rs; procps for ps/kill.
+CORE=(openssl ca-certificates curl softhsm2 opensc libengine-pkcs11-openssl procps)
 # The real peers of later test suites (recipes in ../shared/recipes/README.md).
 PEERS=(softhsm2 opensc opensc-pkcs11 libengine-pkcs11-openssl pcscd libpcsclite-dev
        pcsc-tools vsmartcard-vpcd libnss3-tools chromium nginx-light postgresql)
