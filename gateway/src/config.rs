@@ -27,7 +27,7 @@ pub const DEFAULT_MAX_REQUEST_HEADERS: usize = 100;
 const RESERVED_PATH_PREFIXES: [&str; 2] = ["/_hpki", "/.well-known/hpki-gateway"];
 
 /// Top-level sections, in the order the reference documents them.
-const SECTIONS: [&str; 7] = [
+const SECTIONS: [&str; 8] = [
     "server",
     "admin",
     "assertion",
@@ -35,6 +35,7 @@ const SECTIONS: [&str; 7] = [
     "route",
     "limits",
     "timeouts",
+    "revocation",
 ];
 
 // ---------------------------------------------------------------------------------------
@@ -54,6 +55,8 @@ pub struct Config {
     pub routes: Vec<RouteSection>,
     pub limits: LimitsSection,
     pub timeouts: TimeoutsSection,
+    /// `[revocation]`: CRL and OCSP fetching for every profile.
+    pub revocation: RevocationFetch,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -137,6 +140,133 @@ pub struct TrustSection {
     /// Dotted OIDs, validated and without a trailing dot.
     pub require_policies: Vec<String>,
     pub max_intermediates: usize,
+    pub revocation: RevocationPolicy,
+}
+
+/// Where revocation status comes from, in the order tried.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RevocationSource {
+    Crl,
+    Ocsp,
+}
+
+impl RevocationSource {
+    pub const ALL: [RevocationSource; 2] = [RevocationSource::Crl, RevocationSource::Ocsp];
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RevocationSource::Crl => "crl",
+            RevocationSource::Ocsp => "ocsp",
+        }
+    }
+}
+
+/// Which certificates of a path are checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RevocationDepth {
+    /// Only the end-entity certificate.
+    Leaf,
+    /// Every certificate below the anchor (CAs against the root's ARL).
+    Chain,
+}
+
+impl RevocationDepth {
+    pub const ALL: [RevocationDepth; 2] = [RevocationDepth::Leaf, RevocationDepth::Chain];
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RevocationDepth::Leaf => "leaf",
+            RevocationDepth::Chain => "chain",
+        }
+    }
+}
+
+/// What happens when revocation status cannot be established.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailMode {
+    Deny,
+    Allow,
+}
+
+impl FailMode {
+    pub const ALL: [FailMode; 2] = [FailMode::Deny, FailMode::Allow];
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailMode::Deny => "deny",
+            FailMode::Allow => "allow",
+        }
+    }
+}
+
+/// `[[trust]] revocation.*`: the profile's revocation policy. Closed by default: a status
+/// that cannot be established denies.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RevocationPolicy {
+    /// Empty = no revocation checking for this profile.
+    pub sources: Vec<RevocationSource>,
+    pub depth: RevocationDepth,
+    pub on_unavailable: FailMode,
+    pub stale_crl: FailMode,
+    pub stale_grace: Duration,
+    pub ocsp_responder: Option<String>,
+    pub crl_refresh: Duration,
+    pub recheck: Duration,
+}
+
+impl Default for RevocationPolicy {
+    fn default() -> Self {
+        RevocationPolicy {
+            sources: vec![RevocationSource::Crl, RevocationSource::Ocsp],
+            depth: RevocationDepth::Chain,
+            on_unavailable: FailMode::Deny,
+            stale_crl: FailMode::Deny,
+            stale_grace: Duration::from_secs(3600),
+            ocsp_responder: None,
+            crl_refresh: Duration::from_secs(15 * 60),
+            recheck: Duration::from_secs(5 * 60),
+        }
+    }
+}
+
+/// Which hosts CRL and OCSP fetches may go to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FetchHosts {
+    Any,
+    Loopback,
+}
+
+impl FetchHosts {
+    pub const ALL: [FetchHosts; 2] = [FetchHosts::Any, FetchHosts::Loopback];
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FetchHosts::Any => "any",
+            FetchHosts::Loopback => "loopback",
+        }
+    }
+}
+
+/// `[revocation]`: how the gateway fetches CRLs and OCSP responses (all profiles).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RevocationFetch {
+    pub fetch_timeout: Duration,
+    pub max_crl_size: u64,
+    pub hosts: FetchHosts,
+    pub ocsp_cache_entries: u64,
+    pub ocsp_negative_ttl: Duration,
+    pub clock_skew: Duration,
+    pub ocsp_nonce: bool,
+}
+
+impl Default for RevocationFetch {
+    fn default() -> Self {
+        RevocationFetch {
+            fetch_timeout: Duration::from_secs(10),
+            max_crl_size: 128 * 1024 * 1024,
+            hosts: FetchHosts::Any,
+            ocsp_cache_entries: 100_000,
+            ocsp_negative_ttl: Duration::from_secs(30),
+            clock_skew: Duration::from_secs(300),
+            ocsp_nonce: false,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -460,6 +590,11 @@ fn validate(table: &toml::Table, base: &Path, problems: &mut Problems) -> Option
             .and_then(|raw| validate_timeouts(raw, problems)),
         None => Some(TimeoutsSection::default()),
     };
+    let revocation = match table.get("revocation") {
+        Some(v) => section::<RawRevocationFetch>(v, "revocation", problems)
+            .and_then(|raw| validate_revocation_fetch(raw, problems)),
+        None => Some(RevocationFetch::default()),
+    };
 
     if let (Some(server), Some(admin)) = (&server, &admin) {
         if listeners_overlap(server.listen, admin.listen) {
@@ -483,6 +618,7 @@ fn validate(table: &toml::Table, base: &Path, problems: &mut Problems) -> Option
         routes: routes?,
         limits: limits?,
         timeouts: timeouts?,
+        revocation: revocation?,
     })
 }
 
@@ -565,6 +701,32 @@ struct RawTrust {
     kind: Option<String>,
     require_policies: Option<Vec<String>>,
     max_intermediates: Option<usize>,
+    revocation: Option<RawRevocationPolicy>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawRevocationPolicy {
+    sources: Option<Vec<String>>,
+    depth: Option<String>,
+    on_unavailable: Option<String>,
+    stale_crl: Option<String>,
+    stale_grace: Option<Scalar>,
+    ocsp_responder: Option<String>,
+    crl_refresh: Option<Scalar>,
+    recheck: Option<Scalar>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawRevocationFetch {
+    fetch_timeout: Option<Scalar>,
+    max_crl_size: Option<Scalar>,
+    hosts: Option<String>,
+    ocsp_cache_entries: Option<u64>,
+    ocsp_negative_ttl: Option<Scalar>,
+    clock_skew: Option<Scalar>,
+    ocsp_nonce: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -737,12 +899,7 @@ fn section_example(name: &str) -> &'static str {
 
 fn field_error_message(path: &str, serde_message: &str) -> String {
     if serde_message.starts_with("unknown field") {
-        let later = if path.ends_with(".revocation") {
-            " (revocation.* keys arrive with a later feature and are rejected until then)"
-        } else {
-            ""
-        };
-        format!("{serde_message}{later}: fix the spelling or remove the key")
+        format!("{serde_message}: fix the spelling or remove the key")
     } else {
         match example(path) {
             Some(example) => format!("{serde_message}: write it like {example}"),
@@ -928,12 +1085,161 @@ fn validate_trust(
             }
         }
     }
+    let revocation = validate_revocation_policy(
+        raw.revocation.unwrap_or_default(),
+        &format!("{prefix}.revocation"),
+        problems,
+    );
     Some(TrustSection {
         name: name?,
         dir: dir?,
         kind: kind?,
         require_policies: policies_ok.then_some(require_policies)?,
         max_intermediates: raw.max_intermediates.unwrap_or(DEFAULT_MAX_INTERMEDIATES),
+        revocation: revocation?,
+    })
+}
+
+fn validate_revocation_policy(
+    raw: RawRevocationPolicy,
+    prefix: &str,
+    problems: &mut Problems,
+) -> Option<RevocationPolicy> {
+    let d = RevocationPolicy::default();
+    let mut ok = true;
+    let mut sources = Vec::new();
+    if let Some(list) = raw.sources {
+        for (i, s) in list.iter().enumerate() {
+            match one_of(
+                s,
+                &format!("{prefix}.sources[{i}]"),
+                &RevocationSource::ALL,
+                |v| v.as_str(),
+                problems,
+            ) {
+                Some(src) if sources.contains(&src) => {
+                    problems.push(
+                        format!("{prefix}.sources[{i}]"),
+                        format!(
+                            "\"{s}\" is listed twice: list each source once, in the order to try"
+                        ),
+                    );
+                    ok = false;
+                }
+                Some(src) => sources.push(src),
+                None => ok = false,
+            }
+        }
+    } else {
+        sources = d.sources.clone();
+    }
+    let pick = |v: Option<String>, key: &str| v.map(|v| (v, format!("{prefix}.{key}")));
+    let depth = match pick(raw.depth, "depth") {
+        None => Some(d.depth),
+        Some((v, k)) => one_of(&v, &k, &RevocationDepth::ALL, |x| x.as_str(), problems),
+    };
+    let on_unavailable = match pick(raw.on_unavailable, "on_unavailable") {
+        None => Some(d.on_unavailable),
+        Some((v, k)) => one_of(&v, &k, &FailMode::ALL, |x| x.as_str(), problems),
+    };
+    let stale_crl = match pick(raw.stale_crl, "stale_crl") {
+        None => Some(d.stale_crl),
+        Some((v, k)) => one_of(&v, &k, &FailMode::ALL, |x| x.as_str(), problems),
+    };
+    let mut duration = |v: Option<Scalar>, key: &str, default: Duration, zero_ok: bool| match v {
+        None => Some(default),
+        Some(s) if zero_ok => match parse_duration(&s.0) {
+            Ok(d) => Some(d),
+            Err(why) => {
+                problems.push(format!("{prefix}.{key}"), why);
+                None
+            }
+        },
+        Some(s) => positive_duration(&s, &format!("{prefix}.{key}"), problems),
+    };
+    let stale_grace = duration(raw.stale_grace, "stale_grace", d.stale_grace, true);
+    let crl_refresh = duration(raw.crl_refresh, "crl_refresh", d.crl_refresh, false);
+    let recheck = duration(raw.recheck, "recheck", d.recheck, true);
+    let ocsp_responder = match raw.ocsp_responder {
+        None => Some(None),
+        Some(url) if url.starts_with("http://") && url.len() > "http://".len() => Some(Some(url)),
+        Some(url) => {
+            problems.push(
+                format!("{prefix}.ocsp_responder"),
+                format!("\"{url}\" is not an http:// URL: OCSP is plain HTTP, write it like \"http://ocsp.example.jp/\""),
+            );
+            None
+        }
+    };
+    if !ok {
+        return None;
+    }
+    Some(RevocationPolicy {
+        sources,
+        depth: depth?,
+        on_unavailable: on_unavailable?,
+        stale_crl: stale_crl?,
+        stale_grace: stale_grace?,
+        ocsp_responder: ocsp_responder?,
+        crl_refresh: crl_refresh?,
+        recheck: recheck?,
+    })
+}
+
+fn validate_revocation_fetch(
+    raw: RawRevocationFetch,
+    problems: &mut Problems,
+) -> Option<RevocationFetch> {
+    let d = RevocationFetch::default();
+    let mut dur = |v: Option<Scalar>, key: &str, default: Duration| match v {
+        None => Some(default),
+        Some(s) => positive_duration(&s, &format!("revocation.{key}"), problems),
+    };
+    let fetch_timeout = dur(raw.fetch_timeout, "fetch_timeout", d.fetch_timeout);
+    let ocsp_negative_ttl = dur(
+        raw.ocsp_negative_ttl,
+        "ocsp_negative_ttl",
+        d.ocsp_negative_ttl,
+    );
+    let clock_skew = dur(raw.clock_skew, "clock_skew", d.clock_skew);
+    let max_crl_size = match raw.max_crl_size {
+        None => Some(d.max_crl_size),
+        Some(Scalar(s)) => match parse_size(&s) {
+            Ok(n) if n > 0 => Some(n),
+            Ok(_) => {
+                problems.push(
+                    "revocation.max_crl_size",
+                    "must be more than 0: write it like max_crl_size = \"128MiB\"",
+                );
+                None
+            }
+            Err(why) => {
+                problems.push("revocation.max_crl_size", why);
+                None
+            }
+        },
+    };
+    let hosts = match raw.hosts {
+        None => Some(d.hosts),
+        Some(v) => one_of(
+            &v,
+            "revocation.hosts",
+            &FetchHosts::ALL,
+            |x| x.as_str(),
+            problems,
+        ),
+    };
+    Some(RevocationFetch {
+        fetch_timeout: fetch_timeout?,
+        max_crl_size: max_crl_size?,
+        hosts: hosts?,
+        ocsp_cache_entries: raw
+            .ocsp_cache_entries
+            .unwrap_or(d.ocsp_cache_entries)
+            .max(1),
+        ocsp_negative_ttl: ocsp_negative_ttl?,
+        clock_skew: clock_skew?,
+        ocsp_nonce: raw.ocsp_nonce.unwrap_or(d.ocsp_nonce),
     })
 }
 
@@ -1759,6 +2065,7 @@ allow_roles = ["Medical Doctor", "Pharmacist"]
                 kind: CertKindConfig::Person,
                 require_policies: vec!["1.2.392.100495.1.5.1.2".into()],
                 max_intermediates: 6,
+                revocation: RevocationPolicy::default(),
             }]
         );
         assert_eq!(
@@ -2476,7 +2783,7 @@ shutdown_grace = "1d"
             ),
             (
                 "require_policies = [\"1.2.392.100495.1.5.1.2\"]",
-                "require_policies = [\"1.2.392.100495.1.5.1.2\"]\nrevocation.sources = [\"crl\"]",
+                "require_policies = [\"1.2.392.100495.1.5.1.2\"]\nrevocation.source = [\"crl\"]",
             ),
         ]) + SECOND_ROUTE
             .replace("path = \"/api\"", "path = \"/api\"\nalow_roles = []")
@@ -2496,7 +2803,7 @@ shutdown_grace = "1d"
         assert_problem(
             &problems,
             "trust[0].revocation",
-            &["unknown field `revocation`", "later feature"],
+            &["unknown field `source`", "`sources`"],
         );
         assert_problem(
             &problems,

@@ -27,4 +27,7 @@ pub use hpki_ext::{
     unknown_critical_extension_value,
 };
 pub use manifest::{LeafEntry, Manifest, SubjectKind};
-pub use pki::{GenerateOptions, IssuedCert, PkiError, TestPki, DEFAULT_CRL_BASE_URL};
+pub use pki::{
+    GenerateOptions, IssuedCert, IssuedCrl, PkiError, Revoked, TestPki, DEFAULT_CRL_BASE_URL,
+    INITIAL_CRL_DAYS,
+};

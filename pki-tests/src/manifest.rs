@@ -57,7 +57,7 @@ pub struct TrustStoreEntry {
     pub dir: String,
     pub anchors: Vec<String>,
     pub intermediates: Vec<String>,
-    /// Written empty: revocation cases are not generated yet.
+    /// Holds one initial CRL (`<ca>.crl`, DER, nothing revoked) per CA of the store.
     pub crls: String,
 }
 

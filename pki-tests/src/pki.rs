@@ -431,6 +431,8 @@ pub struct IssuedCert {
     pub subject: String,
     pub der: Vec<u8>,
     pub pem: String,
+    /// Serial number as DER INTEGER content octets.
+    pub serial: Vec<u8>,
     /// PKCS#8 PEM ("BEGIN PRIVATE KEY").
     pub key_pem: String,
     pub not_before: OffsetDateTime,
@@ -454,11 +456,36 @@ pub struct TestPki {
     pub crl_base_url: String,
     /// CAs first (parents before children), then leaves, in specification order.
     pub certs: Vec<IssuedCert>,
+    /// The CAs' keys, kept so that tests can issue new CRLs (revocations) later.
+    cas: HashMap<&'static str, CaState>,
 }
 
+/// A certificate to list on a CRL.
+#[derive(Debug, Clone)]
+pub struct Revoked<'a> {
+    /// File stem of the revoked certificate.
+    pub cert: &'a str,
+    pub at: OffsetDateTime,
+    pub reason: Option<rcgen::RevocationReason>,
+}
+
+/// A CRL issued by one of the test CAs.
+#[derive(Debug, Clone)]
+pub struct IssuedCrl {
+    /// File stem of the issuing CA.
+    pub issuer: String,
+    pub der: Vec<u8>,
+    pub pem: String,
+}
+
+/// Validity of the CRLs written by [`TestPki::write_to`]: long enough for any test run,
+/// short enough to be plainly a test artefact.
+pub const INITIAL_CRL_DAYS: i64 = 7;
+
+#[derive(Debug, Clone)]
 struct CaState {
     params: CertificateParams,
-    key: KeyPair,
+    key: std::sync::Arc<KeyPair>,
     policies: Vec<String>,
 }
 
@@ -497,7 +524,69 @@ impl TestPki {
             now,
             crl_base_url: base,
             certs,
+            cas,
         })
+    }
+
+    /// A CRL from CA `issuer` listing `revoked`, numbered `number`, valid from
+    /// `this_update` to `next_update`. Built with rcgen, independently of the gateway.
+    pub fn crl(
+        &self,
+        issuer: &str,
+        revoked: &[Revoked<'_>],
+        number: u64,
+        this_update: OffsetDateTime,
+        next_update: OffsetDateTime,
+    ) -> Result<IssuedCrl, PkiError> {
+        let ca = self
+            .cas
+            .get(issuer)
+            .ok_or_else(|| PkiError::Time(format!("no CA named {issuer}")))?;
+        let mut revoked_certs = Vec::with_capacity(revoked.len());
+        for r in revoked {
+            let cert = self
+                .get(r.cert)
+                .ok_or_else(|| PkiError::Time(format!("no certificate named {}", r.cert)))?;
+            revoked_certs.push(rcgen::RevokedCertParams {
+                serial_number: SerialNumber::from_slice(&cert.serial),
+                revocation_time: r.at,
+                reason_code: r.reason,
+                invalidity_date: None,
+            });
+        }
+        let params = rcgen::CertificateRevocationListParams {
+            this_update,
+            next_update,
+            crl_number: SerialNumber::from(number),
+            issuing_distribution_point: None,
+            revoked_certs,
+            key_identifier_method: rcgen::KeyIdMethod::Sha256,
+        };
+        let crl = params
+            .signed_by(&Issuer::from_params(&ca.params, &*ca.key))
+            .map_err(|source| PkiError::Certificate {
+                name: format!("{issuer} CRL"),
+                source,
+            })?;
+        Ok(IssuedCrl {
+            issuer: issuer.to_owned(),
+            der: crl.der().to_vec(),
+            pem: crl.pem().map_err(|source| PkiError::Certificate {
+                name: format!("{issuer} CRL"),
+                source,
+            })?,
+        })
+    }
+
+    /// The first CRL of a CA: nothing revoked, number 1, issued an hour ago.
+    pub fn initial_crl(&self, issuer: &str) -> Result<IssuedCrl, PkiError> {
+        self.crl(
+            issuer,
+            &[],
+            1,
+            self.now - Duration::hours(1),
+            self.now + Duration::days(INITIAL_CRL_DAYS),
+        )
     }
 
     pub fn get(&self, name: &str) -> Option<&IssuedCert> {
@@ -531,7 +620,25 @@ impl TestPki {
                     write_file(&sub_dir.join(format!("{name}.pem")), &cert.pem)?;
                 }
             }
-            create_dir(&store_dir.join("crls"))?;
+            let crl_dir = store_dir.join("crls");
+            create_dir(&crl_dir)?;
+            for name in anchors.iter().chain(intermediates.iter()) {
+                let crl = self.initial_crl(name)?;
+                fs::write(crl_dir.join(format!("{name}.crl")), &crl.der).map_err(|source| {
+                    PkiError::Io {
+                        path: crl_dir.join(format!("{name}.crl")),
+                        source,
+                    }
+                })?;
+            }
+        }
+        // Every CA's CRL, named as its distribution point names it, for serving over HTTP.
+        let crls_dir = dir.join("crls");
+        create_dir(&crls_dir)?;
+        for ca in self.cas() {
+            let crl = self.initial_crl(&ca.name)?;
+            let path = crls_dir.join(format!("{}.crl", ca.name));
+            fs::write(&path, &crl.der).map_err(|source| PkiError::Io { path, source })?;
         }
         let manifest = self.manifest()?;
         let mut json = serde_json::to_string_pretty(&manifest).map_err(PkiError::Json)?;
@@ -768,7 +875,8 @@ fn issue_ca(
             (params, generate_key(spec.name)?, policies)
         }
     };
-    params.serial_number = Some(random_serial()?);
+    let serial = random_serial()?;
+    params.serial_number = Some(serial.clone());
     params.crl_distribution_points = vec![CrlDistributionPoint {
         uris: vec![crl_distribution_point.clone()],
     }];
@@ -777,7 +885,7 @@ fn issue_ca(
         None => params.self_signed(&key),
         Some(issuer) => {
             let parent = &cas[issuer];
-            params.signed_by(&key, &Issuer::from_params(&parent.params, &parent.key))
+            params.signed_by(&key, &Issuer::from_params(&parent.params, &*parent.key))
         }
     }
     .map_err(rcgen_err)?;
@@ -788,6 +896,7 @@ fn issue_ca(
         subject: display_dn(&params.distinguished_name),
         der: cert.der().to_vec(),
         pem: cert.pem(),
+        serial: serial.to_bytes(),
         key_pem: key.serialize_pem(),
         not_before: params.not_before,
         not_after: params.not_after,
@@ -799,7 +908,7 @@ fn issue_ca(
         issued,
         CaState {
             params,
-            key,
+            key: std::sync::Arc::new(key),
             policies,
         },
     ))
@@ -841,7 +950,8 @@ fn issue_leaf(
         LeafValidity::Expired => (now - days(300), now - days(1)),
         LeafValidity::NotYetValid => (now + days(1), now + five_years),
     };
-    params.serial_number = Some(random_serial()?);
+    let serial = random_serial()?;
+    params.serial_number = Some(serial.clone());
     params.use_authority_key_identifier_extension = true;
 
     let (key_usages, key_usage_names): (Vec<_>, &[&str]) = match spec.usage {
@@ -914,7 +1024,7 @@ fn issue_leaf(
 
     let parent = &cas[spec.issuer];
     let cert = params
-        .signed_by(&key, &Issuer::from_params(&parent.params, &parent.key))
+        .signed_by(&key, &Issuer::from_params(&parent.params, &*parent.key))
         .map_err(rcgen_err)?;
 
     let expect = BTreeMap::from([
@@ -933,6 +1043,7 @@ fn issue_leaf(
         subject: display_dn(&params.distinguished_name),
         der: cert.der().to_vec(),
         pem: cert.pem(),
+        serial: serial.to_bytes(),
         key_pem: key.serialize_pem(),
         not_before: params.not_before,
         not_after: params.not_after,

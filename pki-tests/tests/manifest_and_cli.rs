@@ -70,12 +70,47 @@ fn every_file_the_manifest_names_exists() {
         store.intermediates.iter().for_each(|i| must_exist(i));
         let crls = dir.join(&store.crls);
         assert!(crls.is_dir(), "{}", store.crls);
-        assert_eq!(
-            std::fs::read_dir(&crls).unwrap().count(),
-            0,
-            "{}",
-            store.crls
-        );
+        // One initial CRL per CA of the store, each verifying (by openssl) with its CA.
+        let mut names: Vec<String> = std::fs::read_dir(&crls)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        let mut want: Vec<String> = store
+            .anchors
+            .iter()
+            .chain(&store.intermediates)
+            .map(|p| {
+                let stem = std::path::Path::new(p)
+                    .file_stem()
+                    .unwrap()
+                    .to_string_lossy();
+                format!("{stem}.crl")
+            })
+            .collect();
+        want.sort();
+        assert_eq!(names, want, "{}", store.crls);
+        for name in &names {
+            let ca = dir.join("certs").join(name.replace(".crl", ".pem"));
+            let out = common::openssl(
+                &[
+                    "crl",
+                    "-inform",
+                    "DER",
+                    "-noout",
+                    "-in",
+                    crls.join(name).to_str().unwrap(),
+                    "-CAfile",
+                    ca.to_str().unwrap(),
+                ],
+                dir,
+            );
+            assert!(
+                out.success && out.text.contains("verify OK"),
+                "{name}: {}",
+                out.text
+            );
+        }
     }
     for profile in manifest.profiles.values() {
         assert!(
