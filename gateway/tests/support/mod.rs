@@ -43,7 +43,8 @@ impl Pki {
 pub fn pki() -> &'static Pki {
     static PKI: OnceLock<Pki> = OnceLock::new();
     PKI.get_or_init(|| {
-        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("e2e-{}", std::process::id()));
+        let dir =
+            Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("e2e-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(dir.join("server")).unwrap();
         let pki = pki_tests::TestPki::generate(&pki_tests::GenerateOptions::default()).unwrap();
@@ -73,10 +74,17 @@ pub struct Received {
 
 impl Received {
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
     }
     pub fn all(&self, name: &str) -> Vec<&str> {
-        self.headers.iter().filter(|(n, _)| n == name).map(|(_, v)| v.as_str()).collect()
+        self.headers
+            .iter()
+            .filter(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+            .collect()
     }
     pub fn hpki_headers(&self) -> Vec<&str> {
         let mut names: Vec<&str> = self
@@ -109,15 +117,20 @@ impl Upstream {
                 .unwrap(),
         );
         let received = Arc::new(Mutex::new(Vec::new()));
-        let listener = runtime.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
+        let listener = runtime
+            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .unwrap();
         let addr = listener.local_addr().unwrap();
         let rec = received.clone();
         runtime.spawn(async move {
             loop {
-                let Ok((tcp, _)) = listener.accept().await else { continue };
+                let Ok((tcp, _)) = listener.accept().await else {
+                    continue;
+                };
                 let rec = rec.clone();
                 tokio::spawn(async move {
-                    let svc = hyper::service::service_fn(move |req| upstream_respond(req, rec.clone()));
+                    let svc =
+                        hyper::service::service_fn(move |req| upstream_respond(req, rec.clone()));
                     let _ = hyper::server::conn::http1::Builder::new()
                         .serve_connection(hyper_util::rt::TokioIo::new(tcp), svc)
                         .with_upgrades()
@@ -149,7 +162,12 @@ async fn upstream_respond(
     let headers: Vec<(String, String)> = req
         .headers()
         .iter()
-        .map(|(n, v)| (n.as_str().to_owned(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+        .map(|(n, v)| {
+            (
+                n.as_str().to_owned(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            )
+        })
         .collect();
     let mut body = req.into_body();
     let mut body_len = 0u64;
@@ -165,7 +183,10 @@ async fn upstream_respond(
         headers,
         body_len,
     });
-    let body: UpBody = match path.strip_prefix("/big/").and_then(|n| n.parse::<u64>().ok()) {
+    let body: UpBody = match path
+        .strip_prefix("/big/")
+        .and_then(|n| n.parse::<u64>().ok())
+    {
         Some(total) => {
             let chunk = bytes::Bytes::from(vec![b'x'; 64 * 1024]);
             let stream = futures_stream(total, chunk);
@@ -182,11 +203,9 @@ async fn upstream_respond(
 fn futures_stream(
     total: u64,
     chunk: bytes::Bytes,
-) -> impl futures_core_stream::Stream<Item = Result<hyper::body::Frame<bytes::Bytes>, std::io::Error>> {
-    futures_core_stream::ChunkStream {
-        left: total,
-        chunk,
-    }
+) -> impl futures_core_stream::Stream<Item = Result<hyper::body::Frame<bytes::Bytes>, std::io::Error>>
+{
+    futures_core_stream::ChunkStream { left: total, chunk }
 }
 
 mod futures_core_stream {
@@ -214,12 +233,22 @@ mod futures_core_stream {
 
 /// A free loopback port (bound then released; good enough for tests on one machine).
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// The config text for a gateway in front of `upstream` with the test PKI's profiles.
 /// `extra_routes` is appended as is (TOML `[[route]]` tables).
-pub fn config(listen: SocketAddr, upstream: SocketAddr, tls_profile: &str, client_auth: &str, extra_routes: &str) -> String {
+pub fn config(
+    listen: SocketAddr,
+    upstream: SocketAddr,
+    tls_profile: &str,
+    client_auth: &str,
+    extra_routes: &str,
+) -> String {
     let p = pki();
     format!(
         r#"[server]
@@ -303,7 +332,11 @@ impl Gateway {
             if let Ok(Some(status)) = gw.child.try_wait() {
                 panic!("hpki-gateway exited with {status}:\n{}", gw.log_text());
             }
-            assert!(Instant::now() < deadline, "hpki-gateway did not listen:\n{}", gw.log_text());
+            assert!(
+                Instant::now() < deadline,
+                "hpki-gateway did not listen:\n{}",
+                gw.log_text()
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
         gw
@@ -353,7 +386,10 @@ impl Drop for Gateway {
 pub fn gateway(tls_profile: &str, client_auth: &str) -> (Gateway, Upstream) {
     let upstream = Upstream::start();
     let listen: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-    let gw = Gateway::start(&config(listen, upstream.addr, tls_profile, client_auth, ""), listen);
+    let gw = Gateway::start(
+        &config(listen, upstream.addr, tls_profile, client_auth, ""),
+        listen,
+    );
     (gw, upstream)
 }
 
@@ -373,7 +409,10 @@ pub fn curl(gw: &Gateway, card: Option<&str>, path: &str, extra: &[&str]) -> Cur
         .arg("--cacert")
         .arg(p.server_ca());
     if let Some(card) = card {
-        cmd.arg("--cert").arg(p.cert(card)).arg("--key").arg(p.key(card));
+        cmd.arg("--cert")
+            .arg(p.cert(card))
+            .arg("--key")
+            .arg(p.key(card));
     }
     cmd.args(extra).arg(gw.url(path));
     output_to_result(cmd.output().expect("curl must be installed"))
