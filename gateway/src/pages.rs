@@ -340,6 +340,18 @@ fn reason_texts(reason: Reason) -> Texts {
             title_en: "A certification authority certificate cannot be used to log in",
             advice_en: "Choose your own authentication certificate from your card, not a certification authority certificate.",
         },
+        Reason::CertRevoked => Texts {
+            title_ja: "このカードの証明書は失効しています",
+            advice_ja: "紛失・盗難・退職などにより証明書が失効しています。心当たりがない場合は、カードの発行元（認証局）またはシステム管理者にお問い合わせください。",
+            title_en: "This card's certificate has been revoked",
+            advice_en: "The certificate was revoked (lost or stolen card, leaving the institution...). If you do not expect this, contact your certification authority or your system administrator.",
+        },
+        Reason::RevocationUnavailable => Texts {
+            title_ja: "証明書の失効確認ができませんでした",
+            advice_ja: "証明書が失効していないことを確認できなかったため、安全のためログインを止めています。しばらくしてから再度お試しください。続く場合はシステム管理者にお問い合わせください。",
+            title_en: "The certificate's revocation status could not be checked",
+            advice_en: "The gateway could not confirm that your certificate is not revoked, so login is stopped for safety. Try again in a while; if it persists, contact your system administrator.",
+        },
     }
 }
 

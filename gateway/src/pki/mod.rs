@@ -17,7 +17,7 @@ mod reason;
 mod signature;
 
 pub use cert::{
-    parse_certificates, pem_blocks, KeyUsageBits, ParseError, ParsedCertificate, PemBlock,
+    parse_certificates, pem_blocks, sha256, KeyUsageBits, ParseError, ParsedCertificate, PemBlock,
 };
 pub use identity::{
     classify, default_person_policies, hc_roles, login_problems, read_identity, subject_text,

@@ -41,10 +41,15 @@ pub enum Reason {
     KeyUsageNotForLogin,
     /// A CA certificate presented as an end-entity certificate.
     CaCertNotForLogin,
+    /// The certificate, or a CA above it, is revoked (CRL or OCSP).
+    CertRevoked,
+    /// Revocation status could not be established (no CRL, a stale CRL, OCSP failed) and
+    /// the profile's policy denies in that case.
+    RevocationUnavailable,
 }
 
 impl Reason {
-    pub const ALL: [Reason; 17] = [
+    pub const ALL: [Reason; 19] = [
         Reason::MalformedCertificate,
         Reason::UntrustedIssuer,
         Reason::BadSignature,
@@ -62,6 +67,8 @@ impl Reason {
         Reason::SigningCertNotForLogin,
         Reason::KeyUsageNotForLogin,
         Reason::CaCertNotForLogin,
+        Reason::CertRevoked,
+        Reason::RevocationUnavailable,
     ];
 
     /// The stable snake_case code.
@@ -84,6 +91,8 @@ impl Reason {
             Reason::SigningCertNotForLogin => "signing_cert_not_for_login",
             Reason::KeyUsageNotForLogin => "key_usage_not_for_login",
             Reason::CaCertNotForLogin => "ca_cert_not_for_login",
+            Reason::CertRevoked => "cert_revoked",
+            Reason::RevocationUnavailable => "revocation_unavailable",
         }
     }
 
@@ -117,6 +126,10 @@ impl Reason {
             }
             Reason::KeyUsageNotForLogin => "keyUsage does not allow digitalSignature",
             Reason::CaCertNotForLogin => "a CA certificate cannot be used for login",
+            Reason::CertRevoked => "the certificate (or a CA above it) has been revoked",
+            Reason::RevocationUnavailable => {
+                "revocation status could not be established and the profile denies in that case"
+            }
         }
     }
 }
