@@ -88,6 +88,7 @@ impl Upstreams {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u64>().ok());
         if declared.is_some_and(|n| n > limit) {
+            tokio::spawn(super::body::drain(req.into_body(), 0));
             return deny(
                 Denial::RequestTooLarge,
                 Some(&format!("the request body is larger than {limit} bytes")),
@@ -181,8 +182,14 @@ impl Upstreams {
             }
         }
 
-        // Streamed, never buffered; the limit ends the stream if the body outgrows it.
-        let body: Body = Limited::new(body, limit as usize).boxed();
+        // Streamed, never buffered. A declared length is already within the limit; a body
+        // of unknown length is capped on the way and its over-limit rest drained.
+        let (body, overflowed): (Body, _) = if declared.is_some() {
+            (Limited::new(body, limit as usize).boxed(), None)
+        } else {
+            let (capped, flag) = super::body::capped(body, limit);
+            (capped.boxed(), Some(flag))
+        };
         let upstream_req = Request::from_parts(parts, body);
         let send = async {
             match self.https.get(route_index).and_then(Option::as_ref) {
@@ -204,13 +211,21 @@ impl Upstreams {
                 )
             }
             Ok(Err(e)) => {
+                let too_large = overflowed
+                    .as_ref()
+                    .is_some_and(|f| f.load(std::sync::atomic::Ordering::SeqCst))
+                    || is_body_limit(&e);
+                if too_large {
+                    tracing::info!(request_id, limit, "request body over limits.max_request_body");
+                    return deny(
+                        Denial::RequestTooLarge,
+                        Some(&format!("the request body is larger than {limit} bytes")),
+                        request_id,
+                        json,
+                    );
+                }
                 tracing::warn!(request_id, upstream = %up.host, error = %e, "upstream request failed");
-                let detail = if is_body_limit(&e) {
-                    return deny(Denial::RequestTooLarge, None, request_id, json);
-                } else {
-                    format!("{e}")
-                };
-                return deny(Denial::UpstreamUnavailable, Some(&detail), request_id, json);
+                return deny(Denial::UpstreamUnavailable, Some(&format!("{e}")), request_id, json);
             }
             Ok(Ok(r)) => r,
         };

@@ -9,6 +9,7 @@
 //!
 //! Denials are answered with the page or JSON of their stable reason code (`pages`).
 
+mod body;
 mod forward;
 pub mod route;
 
