@@ -9,5 +9,6 @@ pub mod identity;
 pub mod pages;
 pub mod pki;
 pub mod proxy;
+pub mod revocation;
 pub mod tls;
 pub mod trust;

@@ -184,6 +184,7 @@ pub struct TrustProfile {
     pub kind: crate::pki::CertKind,
     pub required_policies: Vec<crate::pki::PolicyPrefix>,
     pub max_intermediates: usize,
+    pub revocation: crate::config::RevocationPolicy,
     pub directory: TrustDirectory,
 }
 
@@ -197,6 +198,8 @@ pub struct TrustStore {
 /// A certificate accepted by one profile.
 #[derive(Debug, Clone)]
 pub struct Authenticated {
+    /// Index into `TrustStore::profiles`.
+    pub profile_index: usize,
     pub profile: String,
     pub kind: crate::pki::CertKind,
     pub path: crate::pki::ValidatedPath,
@@ -236,7 +239,7 @@ impl TrustStore {
     ) -> Result<Authenticated, crate::pki::PathError> {
         use crate::pki::{verify_for_login, KeyPurpose, PathOptions, Reason};
         let mut best: Option<crate::pki::PathError> = None;
-        for profile in &self.profiles {
+        for (profile_index, profile) in self.profiles.iter().enumerate() {
             let mut opts = PathOptions::new(now, KeyPurpose::ClientAuth);
             opts.required_policies = profile.required_policies.clone();
             opts.max_intermediates = profile.max_intermediates;
@@ -244,6 +247,7 @@ impl TrustStore {
             match verify_for_login(leaf, presented, &dir.anchors, &dir.intermediates, &opts) {
                 Ok(path) => {
                     return Ok(Authenticated {
+                        profile_index,
                         profile: profile.name.clone(),
                         kind: profile.kind,
                         path,

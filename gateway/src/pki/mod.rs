@@ -6,10 +6,12 @@
 //! exhaustively. Everything that touches disk, network or time sits around it.
 
 mod cert;
+pub mod crl;
 pub mod der_walk;
 mod identity;
 pub mod name;
 pub mod name_constraints;
+pub mod ocsp;
 pub mod oids;
 mod path;
 pub mod policy;

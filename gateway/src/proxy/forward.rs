@@ -216,7 +216,11 @@ impl Upstreams {
                     .is_some_and(|f| f.load(std::sync::atomic::Ordering::SeqCst))
                     || is_body_limit(&e);
                 if too_large {
-                    tracing::info!(request_id, limit, "request body over limits.max_request_body");
+                    tracing::info!(
+                        request_id,
+                        limit,
+                        "request body over limits.max_request_body"
+                    );
                     return deny(
                         Denial::RequestTooLarge,
                         Some(&format!("the request body is larger than {limit} bytes")),
@@ -225,7 +229,12 @@ impl Upstreams {
                     );
                 }
                 tracing::warn!(request_id, upstream = %up.host, error = %e, "upstream request failed");
-                return deny(Denial::UpstreamUnavailable, Some(&format!("{e}")), request_id, json);
+                return deny(
+                    Denial::UpstreamUnavailable,
+                    Some(&format!("{e}")),
+                    request_id,
+                    json,
+                );
             }
             Ok(Ok(r)) => r,
         };

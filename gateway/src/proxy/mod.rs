@@ -45,11 +45,16 @@ pub struct Gateway {
     pub signer: AssertionSigner,
     upstreams: forward::Upstreams,
     tls: Arc<rustls::ServerConfig>,
+    pub revocation: Arc<crate::revocation::Revocation>,
+    refresh: std::sync::Mutex<Option<crate::revocation::RefreshTask>>,
 }
 
 /// Per-connection facts, decided once.
 pub struct ConnectionContext {
     pub identity: ConnectionIdentity,
+    /// The validated path and its profile index, for re-checking revocation while the
+    /// connection lives.
+    pub path: Option<(Arc<pki::ValidatedPath>, usize)>,
     pub peer: SocketAddr,
     pub tls_version: &'static str,
 }
@@ -88,6 +93,7 @@ pub fn build_trust_store(config: &Config) -> Result<TrustStore, Vec<String>> {
                 },
                 required_policies,
                 max_intermediates: t.max_intermediates,
+                revocation: t.revocation.clone(),
                 directory,
             }),
             Err(e) => problems.push(format!("trust[{i}] ({}): {e}", t.name)),
@@ -121,8 +127,13 @@ impl Gateway {
         let upstreams = forward::Upstreams::build(&config)
             .map_err(|p| problems.extend(p))
             .ok();
-        let (Some(trust), Some(signer), Some((chain, key)), Some(upstreams)) =
-            (trust, signer, identity, upstreams)
+        let crls = trust.as_ref().and_then(|t| {
+            crate::revocation::load_crl_files(t, now())
+                .map_err(|p| problems.extend(p))
+                .ok()
+        });
+        let (Some(trust), Some(signer), Some((chain, key)), Some(upstreams), Some(crls)) =
+            (trust, signer, identity, upstreams, crls)
         else {
             return Err(problems);
         };
@@ -143,7 +154,21 @@ impl Gateway {
                 "server.cert/server.key: {e} (does the key match the certificate?)"
             )]
         })?;
+        let refresh_every = config
+            .trust
+            .iter()
+            .map(|t| t.revocation.crl_refresh)
+            .min()
+            .unwrap_or(Duration::from_secs(900));
+        let (revocation, refresh) = crate::revocation::Revocation::new(
+            crls,
+            &trust,
+            config.revocation.clone(),
+            refresh_every,
+        );
         Ok(Gateway {
+            revocation,
+            refresh: std::sync::Mutex::new(Some(refresh)),
             routes: route::RouteTable::new(config.routes.clone()),
             config,
             trust: Arc::new(trust),
@@ -156,6 +181,12 @@ impl Gateway {
     /// Serves until SIGTERM/SIGINT, then drains for `timeouts.shutdown_grace`.
     pub async fn serve(self: Arc<Self>, listener: TcpListener) -> std::io::Result<()> {
         let acceptor = TlsAcceptor::from(self.tls.clone());
+        if let Some(task) = self.refresh.lock().ok().and_then(|mut t| t.take()) {
+            tokio::spawn(crate::revocation::run_refresh(
+                Arc::downgrade(&self.revocation),
+                task,
+            ));
+        }
         let graceful = hyper_util::server::graceful::GracefulShutdown::new();
         let mut shutdown = std::pin::pin!(shutdown_signal());
         loop {
@@ -224,7 +255,7 @@ impl Gateway {
             Some(rustls::ProtocolVersion::TLSv1_2) => "TLSv1.2",
             _ => "unknown",
         };
-        let identity = self.identify(conn.peer_certificates());
+        let (identity, path) = self.identify(conn.peer_certificates()).await;
         match &identity {
             ConnectionIdentity::Authenticated(id) => tracing::info!(
                 %peer, tls_version, profile = %id.profile, hpki_id = ?id.hpki_id, role = ?id.roles.first(),
@@ -239,9 +270,11 @@ impl Gateway {
         }
         let ctx = Arc::new(ConnectionContext {
             identity,
+            path,
             peer,
             tls_version,
         });
+        let ctx_for_watch = ctx.clone();
         let gw = self.clone();
         let service = hyper::service::service_fn(move |req| {
             let gw = gw.clone();
@@ -260,45 +293,110 @@ impl Gateway {
             .keep_alive_interval(Some(self.config.timeouts.idle))
             .keep_alive_timeout(Duration::from_secs(20));
         let conn = builder.serve_connection_with_upgrades(TokioIo::new(tls), service);
-        if let Err(e) = watcher.watch(conn.into_owned()).await {
-            tracing::debug!(%peer, error = %e, "connection ended with an error");
+        let served = watcher.watch(conn.into_owned());
+        // A long-lived connection is re-checked against the CRLs in use; when its
+        // certificate becomes revoked the connection is dropped, which closes it.
+        let revoked = self.clone().watch_revocation(ctx_for_watch);
+        tokio::select! {
+            result = served => {
+                if let Err(e) = result {
+                    tracing::debug!(%peer, error = %e, "connection ended with an error");
+                }
+            }
+            reason = revoked => {
+                tracing::warn!(%peer, %reason, "closing the connection: its certificate is now revoked");
+            }
         }
     }
 
-    /// Phase 2: who is on this connection.
-    pub fn identify(
+    /// Resolves when the connection's certificate becomes revoked; never for anonymous
+    /// or refused connections, or when re-checking is off (`revocation.recheck = 0`).
+    async fn watch_revocation(self: Arc<Self>, ctx: Arc<ConnectionContext>) -> String {
+        let Some((path, profile)) = ctx.path.clone() else {
+            return std::future::pending().await;
+        };
+        let Some(policy) = self
+            .trust
+            .profiles
+            .get(profile)
+            .map(|p| p.revocation.clone())
+        else {
+            return std::future::pending().await;
+        };
+        if policy.recheck.is_zero() {
+            return std::future::pending().await;
+        }
+        loop {
+            tokio::time::sleep(policy.recheck).await;
+            if let Some(outcome) = self.revocation.recheck_revoked(&path, &policy) {
+                return format!("{outcome:?}");
+            }
+        }
+    }
+
+    /// Phase 2: who is on this connection — path validation by `pki`, then revocation
+    /// under the accepting profile's policy.
+    pub async fn identify(
         &self,
         certs: Option<&[rustls::pki_types::CertificateDer<'_>]>,
-    ) -> ConnectionIdentity {
+    ) -> (ConnectionIdentity, Option<(Arc<pki::ValidatedPath>, usize)>) {
+        let refused = |reason, detail| (ConnectionIdentity::Refused { reason, detail }, None);
         let Some((leaf, rest)) = certs.and_then(|c| c.split_first()) else {
-            return ConnectionIdentity::Anonymous;
+            return (ConnectionIdentity::Anonymous, None);
         };
         let leaf = match ParsedCertificate::from_der(leaf.as_ref()) {
             Ok(c) => Arc::new(c),
-            Err(e) => {
-                return ConnectionIdentity::Refused {
-                    reason: e.reason(),
-                    detail: e.detail,
-                }
-            }
+            Err(e) => return refused(e.reason(), e.detail),
         };
         // Presented intermediates are only candidates; an unparsable one cannot help.
         let presented: Vec<Arc<ParsedCertificate>> = rest
             .iter()
             .filter_map(|c| ParsedCertificate::from_der(c.as_ref()).ok().map(Arc::new))
             .collect();
-        match self.trust.authenticate(&leaf, &presented, now()) {
-            Ok(auth) => match Identity::from_authenticated(&auth) {
-                Ok(id) => ConnectionIdentity::Authenticated(Arc::new(id)),
-                Err(reason) => ConnectionIdentity::Refused {
-                    reason,
-                    detail: "the hcRole extension is malformed".into(),
-                },
-            },
-            Err(e) => ConnectionIdentity::Refused {
-                reason: e.reason,
-                detail: e.detail,
-            },
+        let now = now();
+        let auth = match self.trust.authenticate(&leaf, &presented, now) {
+            Ok(auth) => auth,
+            Err(e) => return refused(e.reason, e.detail),
+        };
+        let policy = &self.trust.profiles[auth.profile_index].revocation;
+        use crate::revocation::Outcome;
+        match self.revocation.check(&auth.path, policy, now).await {
+            Outcome::Good => {}
+            Outcome::AllowedUnavailable { depth, why } => tracing::warn!(
+                depth, why = %why, profile = %auth.profile,
+                "revocation status unavailable; allowed by revocation.on_unavailable = \"allow\""
+            ),
+            Outcome::Revoked {
+                depth,
+                reason,
+                source,
+            } => {
+                let what = if depth == 0 {
+                    "the certificate".to_owned()
+                } else {
+                    format!("the CA certificate at depth {depth}")
+                };
+                return refused(
+                    pki::Reason::CertRevoked,
+                    format!(
+                        "{what} is revoked ({}) according to {source}",
+                        reason.as_deref().unwrap_or("no reason given")
+                    ),
+                );
+            }
+            Outcome::Unavailable { depth, why } => {
+                return refused(
+                    pki::Reason::RevocationUnavailable,
+                    format!("revocation status of the certificate at depth {depth} unknown: {why}"),
+                )
+            }
+        }
+        match Identity::from_authenticated(&auth) {
+            Ok(id) => (
+                ConnectionIdentity::Authenticated(Arc::new(id)),
+                Some((Arc::new(auth.path), auth.profile_index)),
+            ),
+            Err(reason) => refused(reason, "the hcRole extension is malformed".into()),
         }
     }
 

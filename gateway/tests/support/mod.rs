@@ -14,6 +14,10 @@ use std::time::{Duration, Instant};
 pub struct Pki {
     pub dir: PathBuf,
     pub manifest: pki_tests::Manifest,
+    /// The generator, kept to issue new CRLs (revocations) during tests.
+    pub generated: pki_tests::TestPki,
+    /// Serves `dir/pki/crls/<ca>.crl` at the distribution points the certificates name.
+    pub crl_server: CrlServer,
 }
 
 impl Pki {
@@ -38,6 +42,82 @@ impl Pki {
     pub fn assertion_key(&self) -> PathBuf {
         self.dir.join("assertion-es256.pem")
     }
+    /// The file served at CA `ca`'s distribution point.
+    pub fn served_crl(&self, ca: &str) -> PathBuf {
+        self.dir.join("pki/crls").join(format!("{ca}.crl"))
+    }
+}
+
+/// A plain HTTP server for CRL files; each request reads the file afresh, so a test
+/// publishes a new CRL by replacing the file. Counts requests per path.
+pub struct CrlServer {
+    pub addr: SocketAddr,
+    pub hits: Arc<Mutex<Vec<String>>>,
+    _runtime: Arc<tokio::runtime::Runtime>,
+}
+
+impl CrlServer {
+    fn start(listener: std::net::TcpListener, root: PathBuf) -> CrlServer {
+        let runtime = Arc::new(
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .enable_all()
+                .build()
+                .unwrap(),
+        );
+        let addr = listener.local_addr().unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let hits = Arc::new(Mutex::new(Vec::new()));
+        let hits2 = hits.clone();
+        runtime.spawn(async move {
+            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+            loop {
+                let Ok((tcp, _)) = listener.accept().await else {
+                    continue;
+                };
+                let root = root.clone();
+                let hits = hits2.clone();
+                tokio::spawn(async move {
+                    let svc = hyper::service::service_fn(
+                        move |req: http::Request<hyper::body::Incoming>| {
+                            let path = req.uri().path().trim_start_matches('/').to_owned();
+                            hits.lock().unwrap().push(path.clone());
+                            let file = root.join(&path);
+                            async move {
+                                let (status, body) =
+                                    match (path.contains(".."), std::fs::read(&file)) {
+                                        (false, Ok(bytes)) => (200, bytes),
+                                        _ => (404, Vec::new()),
+                                    };
+                                let mut resp = http::Response::new(http_body_util::Full::new(
+                                    bytes::Bytes::from(body),
+                                ));
+                                *resp.status_mut() = http::StatusCode::from_u16(status).unwrap();
+                                Ok::<_, std::convert::Infallible>(resp)
+                            }
+                        },
+                    );
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(hyper_util::rt::TokioIo::new(tcp), svc)
+                        .await;
+                });
+            }
+        });
+        CrlServer {
+            addr,
+            hits,
+            _runtime: runtime,
+        }
+    }
+
+    pub fn hits(&self, path: &str) -> usize {
+        self.hits
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|p| *p == path)
+            .count()
+    }
 }
 
 pub fn pki() -> &'static Pki {
@@ -47,8 +127,15 @@ pub fn pki() -> &'static Pki {
             Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("e2e-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(dir.join("server")).unwrap();
-        let pki = pki_tests::TestPki::generate(&pki_tests::GenerateOptions::default()).unwrap();
+        // The distribution points must name this process's CRL server, so bind it first.
+        let crl_listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let opts = pki_tests::GenerateOptions {
+            crl_base_url: format!("http://{}", crl_listener.local_addr().unwrap()),
+            ..pki_tests::GenerateOptions::default()
+        };
+        let pki = pki_tests::TestPki::generate(&opts).unwrap();
         let manifest = pki.write_to(&dir.join("pki")).unwrap();
+        let crl_server = CrlServer::start(crl_listener, dir.join("pki/crls"));
         let server = pki_tests::server::server_identity(&["127.0.0.1", "localhost"]).unwrap();
         std::fs::write(dir.join("server/server.pem"), &server.chain_pem).unwrap();
         std::fs::write(dir.join("server/server.key"), &server.key_pem).unwrap();
@@ -58,7 +145,12 @@ pub fn pki() -> &'static Pki {
             hpki_gateway::assertion::AssertionSigner::generate_pem(),
         )
         .unwrap();
-        Pki { dir, manifest }
+        Pki {
+            dir,
+            manifest,
+            generated: pki,
+            crl_server,
+        }
     })
 }
 
