@@ -265,7 +265,7 @@ impl Revocation {
                     .find(|c| c.subject_key() == ca.issuer_key() && !c.same_as(ca))
                 {
                     for url in ca.crl_distribution_urls() {
-                        self.refresh.register(url.clone(), (*issuer).clone(), false);
+                        self.refresh.register(url, issuer);
                     }
                 }
             }
@@ -277,7 +277,7 @@ impl Revocation {
     pub fn note_path(&self, path: &ValidatedPath) {
         for pair in path.chain.windows(2) {
             for url in pair[0].crl_distribution_urls() {
-                self.refresh.register(url.clone(), pair[1].clone(), false);
+                self.refresh.register(url, &pair[1]);
             }
         }
     }
@@ -470,9 +470,10 @@ impl Revocation {
             .get_with(key, async {
                 let answer = self.fetch_ocsp(cert, issuer, url, now).await;
                 let ttl = match &answer {
+                    // Cache up to nextUpdate, never past it, and at most an hour: a
+                    // responder's "good" must not outlive a revocation for days.
                     Ok(v) => match v.next_update {
-                        // Cache up to nextUpdate, never past it.
-                        Some(nu) => nu.0.saturating_sub(now.0).max(1),
+                        Some(nu) => nu.0.saturating_sub(now.0).clamp(1, 3600),
                         None => 300,
                     },
                     Err(_) => negative,

@@ -61,14 +61,18 @@ impl RefreshHandle {
     }
 
     /// Adds a distribution point (once; later calls are a set lookup).
-    pub fn register(&self, url: String, issuer: Arc<ParsedCertificate>, _now: bool) {
+    pub fn register(&self, url: &str, issuer: &Arc<ParsedCertificate>) {
+        // Called for every login: the common case is a set lookup without allocation.
         let new = self
             .known
             .lock()
-            .map(|mut k| k.insert(url.clone()))
+            .map(|mut k| !k.contains(url) && k.insert(url.to_owned()))
             .unwrap_or(false);
         if new {
-            let _ = self.tx.send(Message::Register { url, issuer });
+            let _ = self.tx.send(Message::Register {
+                url: url.to_owned(),
+                issuer: issuer.clone(),
+            });
         }
     }
 
@@ -101,7 +105,12 @@ struct Entry {
     issuer: Arc<ParsedCertificate>,
     validators: Validators,
     next_fetch: Instant,
+    /// When the last fetch failed: a first-sight fetch is not repeated for a while, so
+    /// that an unreachable distribution point does not make every login wait.
+    failed_at: Option<Instant>,
 }
+
+const RETRY_FAILED_AFTER: Duration = Duration::from_secs(30);
 
 /// The refresher. Ends when the `Revocation` it serves is dropped.
 pub async fn run(rev: Weak<Revocation>, mut task: RefreshTask) {
@@ -121,6 +130,7 @@ pub async fn run(rev: Weak<Revocation>, mut task: RefreshTask) {
                         issuer,
                         validators: Validators::default(),
                         next_fetch: Instant::now(),
+                        failed_at: None,
                     });
                 }
                 Some(Message::FetchNow { url, issuer, done }) => {
@@ -128,8 +138,12 @@ pub async fn run(rev: Weak<Revocation>, mut task: RefreshTask) {
                         issuer,
                         validators: Validators::default(),
                         next_fetch: Instant::now(),
+                        failed_at: None,
                     });
-                    if !fetch(&rev, &url, entry, every, &task.status).await {
+                    let recently_failed = entry
+                        .failed_at
+                        .is_some_and(|t| t.elapsed() < RETRY_FAILED_AFTER);
+                    if !recently_failed && !fetch(&rev, &url, entry, every, &task.status).await {
                         return;
                     }
                     let _ = done.send(());
@@ -221,10 +235,14 @@ async fn fetch(
         Err(e) => {
             // Keep the last good CRL; try again sooner than the normal interval.
             next = next.min(Duration::from_secs(60));
+            entry.failed_at = Some(Instant::now());
             tracing::warn!(url, error = %e, "CRL fetch failed; keeping the CRL in use");
             format!("failed: {e}")
         }
     };
+    if !result.starts_with("failed") {
+        entry.failed_at = None;
+    }
     entry.next_fetch = Instant::now() + next;
     if let Ok(mut s) = status.lock() {
         let prev_success = s.get(url).and_then(|p| p.last_success);
