@@ -11,8 +11,9 @@ set -euo pipefail
 
 # What the tests use today: the openssl CLI builds and cross-checks the test PKI; curl is
 # the client of the end-to-end tests; SoftHSM2 + opensc's pkcs11-tool + OpenSSL's pkcs11
-# engine are the HPKI card of tests/e2e_card_and_streaming.rs; procps for ps/kill.
-CORE=(openssl ca-certificates curl softhsm2 opensc libengine-pkcs11-openssl procps)
+# engine are the HPKI card of tests/e2e_card_and_streaming.rs; procps for ps/kill;
+# nginx-light is the peer tests/e2e_revocation.rs compares revocation decisions with.
+CORE=(openssl ca-certificates curl softhsm2 opensc libengine-pkcs11-openssl procps nginx-light)
 # The real peers of later test suites (recipes in ../shared/recipes/README.md).
 PEERS=(softhsm2 opensc opensc-pkcs11 libengine-pkcs11-openssl pcscd libpcsclite-dev
        pcsc-tools vsmartcard-vpcd libnss3-tools chromium nginx-light postgresql)

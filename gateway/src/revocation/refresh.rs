@@ -197,7 +197,15 @@ async fn fetch(
                 let mut outcome = Vec::new();
                 for crl in crls {
                     match crl.verify(&entry.issuer) {
-                        Err(e) => outcome.push(format!("refused: {e}")),
+                        Err(e) => {
+                            tracing::warn!(
+                                url,
+                                issuer = %crate::pki::name::display(entry.issuer.subject()),
+                                error = %e,
+                                "refused the CRL fetched from a distribution point"
+                            );
+                            outcome.push(format!("refused: {e}"))
+                        }
                         Ok(verified) => {
                             // Refresh ahead of nextUpdate, so a new CRL is in place before
                             // the old one goes stale.
