@@ -917,59 +917,12 @@ fn echo_upgrade_upstream() -> (SocketAddr, Arc<Mutex<Vec<String>>>) {
     (addr, heads)
 }
 
-/// Always presents one certificate. `ClientConfig::with_client_auth_cert` cannot be used
-/// for HPKI certificates: it checks the key against the certificate with webpki, which
-/// rejects the critical certificatePolicies extension (`UnsupportedCriticalExtension`).
-#[derive(Debug)]
-struct PresentCard(Arc<rustls::sign::CertifiedKey>);
-
-impl rustls::client::ResolvesClientCert for PresentCard {
-    fn resolve(
-        &self,
-        _root_hint_subjects: &[&[u8]],
-        _sigschemes: &[rustls::SignatureScheme],
-    ) -> Option<Arc<rustls::sign::CertifiedKey>> {
-        Some(self.0.clone())
-    }
-
-    fn has_certs(&self) -> bool {
-        true
-    }
-}
-
 /// A blocking rustls client presenting the test PKI's software card over HTTP/1.1.
 fn tls_client(
     gw: &Gateway,
     card: &str,
 ) -> rustls::StreamOwned<rustls::ClientConnection, TcpStream> {
-    use rustls::pki_types::pem::PemObject;
-    use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
-    let p = support::pki();
-    let mut roots = rustls::RootCertStore::empty();
-    for c in CertificateDer::pem_file_iter(p.server_ca()).unwrap() {
-        roots.add(c.unwrap()).unwrap();
-    }
-    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(p.cert(card))
-        .unwrap()
-        .map(Result::unwrap)
-        .collect();
-    let key = PrivateKeyDer::from_pem_file(p.key(card)).unwrap();
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let signing_key = provider.key_provider.load_private_key(key).unwrap();
-    let certified = Arc::new(rustls::sign::CertifiedKey::new(chain, signing_key));
-    let mut config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_client_cert_resolver(Arc::new(PresentCard(certified)));
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    let name = ServerName::IpAddress(gw.addr.ip().into());
-    let conn = rustls::ClientConnection::new(Arc::new(config), name).unwrap();
-    let tcp = TcpStream::connect(gw.addr).unwrap();
-    tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    tcp.set_write_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    rustls::StreamOwned::new(conn, tcp)
+    support::card_connection(gw, card)
 }
 
 #[test]

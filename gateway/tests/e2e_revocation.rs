@@ -23,7 +23,7 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
 use pki_tests::Revoked;
@@ -400,26 +400,6 @@ fn assert_denied(gw: &Gateway, a: &Answer, code: &str, what: &str) {
 // Helpers: a keep-alive HTTP/1.1 connection over rustls, presenting a test card
 // ---------------------------------------------------------------------------------------
 
-/// Always presents one certificate. `ClientConfig::with_client_auth_cert` cannot be used
-/// for HPKI certificates: it checks the key against the certificate with webpki, which
-/// rejects the critical certificatePolicies extension.
-#[derive(Debug)]
-struct PresentCard(Arc<rustls::sign::CertifiedKey>);
-
-impl rustls::client::ResolvesClientCert for PresentCard {
-    fn resolve(
-        &self,
-        _root_hint_subjects: &[&[u8]],
-        _sigschemes: &[rustls::SignatureScheme],
-    ) -> Option<Arc<rustls::sign::CertifiedKey>> {
-        Some(self.0.clone())
-    }
-
-    fn has_certs(&self) -> bool {
-        true
-    }
-}
-
 struct KeepAlive {
     tls: rustls::StreamOwned<rustls::ClientConnection, TcpStream>,
     host: String,
@@ -428,35 +408,8 @@ struct KeepAlive {
 
 impl KeepAlive {
     fn open(gw: &Gateway, card: &str) -> KeepAlive {
-        use rustls::pki_types::pem::PemObject;
-        use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
-        let p = pki();
-        let mut roots = rustls::RootCertStore::empty();
-        for c in CertificateDer::pem_file_iter(p.server_ca()).unwrap() {
-            roots.add(c.unwrap()).unwrap();
-        }
-        let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(p.cert(card))
-            .unwrap()
-            .map(Result::unwrap)
-            .collect();
-        let key = PrivateKeyDer::from_pem_file(p.key(card)).unwrap();
-        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-        let signing_key = provider.key_provider.load_private_key(key).unwrap();
-        let certified = Arc::new(rustls::sign::CertifiedKey::new(chain, signing_key));
-        let mut config = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_root_certificates(roots)
-            .with_client_cert_resolver(Arc::new(PresentCard(certified)));
-        config.alpn_protocols = vec![b"http/1.1".to_vec()];
-        let name = ServerName::IpAddress(gw.addr.ip().into());
-        let conn = rustls::ClientConnection::new(Arc::new(config), name).unwrap();
-        let tcp = TcpStream::connect(gw.addr).unwrap();
-        tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-        tcp.set_write_timeout(Some(Duration::from_secs(10)))
-            .unwrap();
         KeepAlive {
-            tls: rustls::StreamOwned::new(conn, tcp),
+            tls: support::card_connection(gw, card),
             host: gw.addr.to_string(),
             buf: Vec::new(),
         }
