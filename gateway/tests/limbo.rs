@@ -1,11 +1,15 @@
 //! x509-limbo (C2SP) path-validation cases run through `pki`, from
 //! `../shared/limbo/limbo-client.json`. Every applicable case must give its expected
-//! result; skipped cases are listed with the reason. Prints `N passed, N failed`.
+//! result; skipped cases are listed with the reason. Cases with CRLs (`has-crl`) are
+//! checked for revocation with `pki::revocation_check`, the checker the gateway uses.
+//! Prints `N passed, N failed, N skipped`.
 
 mod common;
 
 use std::sync::Arc;
 
+use hpki_gateway::pki::crl::UnverifiedCrl;
+use hpki_gateway::pki::revocation_check::{check_path_crls, CheckDepth};
 use hpki_gateway::pki::{
     parse_certificates, verify_path, CertificatePool, KeyPurpose, ParsedCertificate, PathOptions,
     UnixTime,
@@ -19,9 +23,6 @@ fn skip_reason(case: &Value) -> Option<&'static str> {
         .as_array()
         .map(|a| a.iter().filter_map(Value::as_str).collect())
         .unwrap_or_default();
-    if features.contains(&"has-crl") {
-        return Some("CRL revocation checking is issue 4 (revocation); the case needs a CRL");
-    }
     if features.iter().any(|f| f.starts_with("pedantic-webpki")) {
         return Some(
             "Web PKI subscriber rules (EKU/key policy of the CA/B Forum); HPKI is not Web PKI",
@@ -54,6 +55,21 @@ fn skip_reason(case: &Value) -> Option<&'static str> {
         return Some("conflicts with its RFC 5280 variant, which we follow");
     }
     None
+}
+
+/// The reason code a revocation case must fail with, so that it does not pass by an
+/// accidental failure.
+fn expected_failure_reason(id: &str) -> Option<&'static str> {
+    match id {
+        "crl::revoked-certificate-with-crl" => Some("cert_revoked"),
+        // A v2 CRL without cRLNumber (RFC 5280 5.2.3: conforming issuers MUST include
+        // it) is not used; a critical cRLNumber is refused when parsing; a CA whose
+        // keyUsage lacks cRLSign cannot sign CRLs. Each leaves the leaf without status.
+        "crl::crlnumber-missing" | "crl::crlnumber-critical" | "crl::issuer-missing-crlsign" => {
+            Some("revocation_unavailable")
+        }
+        _ => None,
+    }
 }
 
 fn pem_list(v: &Value) -> Vec<String> {
@@ -112,6 +128,21 @@ fn run_case(case: &Value) -> Result<(), String> {
     let store = CertificatePool::new();
     let path = verify_path(&leaf, &intermediates, &anchors, &store, &opts)
         .map_err(|e| format!("{}: {}", e.reason, e.detail))?;
+    // CRLs: every certificate below the anchor needs a current CRL from its issuer that
+    // does not list it. A CRL the gateway refuses (a critical cRLNumber, say) is no CRL.
+    if case["features"]
+        .as_array()
+        .is_some_and(|f| f.iter().any(|x| x == "has-crl"))
+    {
+        let mut crls = Vec::new();
+        for pem in pem_list(&case["crls"]) {
+            if let Ok(mut c) = UnverifiedCrl::parse(pem.as_bytes()) {
+                crls.append(&mut c);
+            }
+        }
+        check_path_crls(&path, &crls, &intermediates, CheckDepth::Chain, time)
+            .map_err(|f| format!("{}: {}", f.reason, f.detail))?;
+    }
     let required_ku: Vec<&str> = case["key_usage"]
         .as_array()
         .map(|a| a.iter().filter_map(Value::as_str).collect())
@@ -143,7 +174,17 @@ fn limbo_cases_give_expected_results() {
         }
         let expect_success = case["expected_result"] == "SUCCESS";
         let got = run_case(case);
-        if got.is_ok() == expect_success {
+        let wrong_reason = match (&got, expected_failure_reason(id)) {
+            (Err(e), Some(code)) if !e.starts_with(code) => Some(code),
+            _ => None,
+        };
+        if let Some(code) = wrong_reason {
+            failed += 1;
+            failures.push(format!(
+                "  {id}: FAILURE as expected, but for the wrong reason: {} (expected {code})",
+                got.as_ref().err().map(String::as_str).unwrap_or("")
+            ));
+        } else if got.is_ok() == expect_success {
             passed += 1;
         } else {
             failed += 1;

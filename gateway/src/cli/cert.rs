@@ -19,8 +19,9 @@ pub enum CertCommand {
     /// Print what a certificate says (PEM or DER) as JSON: identity, policies, and
     /// whether it can be used to log in, judged from the certificate alone.
     Inspect(InspectArgs),
-    /// Validate a certificate path against a trust directory (anchors/, intermediates/).
-    /// Exit 0 valid, 1 invalid, 2 bad input.
+    /// Validate a certificate path against a trust directory (anchors/, intermediates/),
+    /// and with --crl / --ocsp check its revocation. Exit 0 valid, 1 invalid (also
+    /// cert_revoked, revocation_unavailable), 2 bad input.
     Verify(VerifyArgs),
 }
 
@@ -53,6 +54,15 @@ pub struct VerifyArgs {
     /// Also require the certificate to be usable for login (digitalSignature, clientAuth).
     #[arg(long)]
     login: bool,
+    /// CRL file (PEM or DER) to check the path's certificates against: each is verified
+    /// against the CA of the path whose name it bears, and every certificate below the
+    /// anchor is looked up in its issuer's CRL. Repeatable. Checked at --at.
+    #[arg(long = "crl", value_name = "FILE")]
+    crls: Vec<PathBuf>,
+    /// OCSP responder (http://) to ask about the end-entity certificate. The answer is
+    /// verified against the current time (not --at).
+    #[arg(long, value_name = "URL")]
+    ocsp: Option<String>,
     /// Print JSON instead of text.
     #[arg(long)]
     json: bool,
@@ -199,6 +209,14 @@ fn verify(args: VerifyArgs) -> Result<i32, String> {
     for path in &args.intermediates {
         presented.extend(read_certs(path)?.into_iter().map(Arc::new));
     }
+    let crl_files = super::revocation_report::CrlFiles::read(&args.crls)?;
+    if let Some(url) = &args.ocsp {
+        if !url.starts_with("http://") || url.len() <= "http://".len() {
+            return Err(format!(
+                "--ocsp \"{url}\" is not an http:// URL: OCSP is plain HTTP, write it like http://127.0.0.1:8889/"
+            ));
+        }
+    }
     let mut opts = PathOptions::new(at, KeyPurpose::Any);
     opts.required_policies = required_policies;
 
@@ -209,10 +227,32 @@ fn verify(args: VerifyArgs) -> Result<i32, String> {
         verify_path(&leaf, &presented, anchors, intermediates, &opts)
     };
     let login = login_problems(&leaf);
-    let verdict: Result<&[Arc<ParsedCertificate>], (Reason, String)> = match &result {
-        Ok(path) => Ok(&path.chain),
-        Err(e) => Err((e.reason, e.detail.clone())),
+    let revocation = match &result {
+        Ok(path) if !args.crls.is_empty() || args.ocsp.is_some() => {
+            let extra: Vec<Arc<ParsedCertificate>> = presented
+                .iter()
+                .chain(trust.intermediates.iter())
+                .cloned()
+                .collect();
+            Some(super::revocation_report::check(
+                path,
+                &crl_files,
+                &extra,
+                args.ocsp.as_deref(),
+                at,
+                now(),
+            )?)
+        }
+        _ => None,
     };
+    let revocation_failure = revocation.as_ref().and_then(|r| r.failure());
+    let verdict: Result<&[Arc<ParsedCertificate>], (Reason, String)> =
+        match (&result, &revocation_failure) {
+            (Ok(path), None) => Ok(&path.chain),
+            (Ok(_), Some(failure)) => Err(failure.clone()),
+            (Err(e), _) => Err((e.reason, e.detail.clone())),
+        };
+    let chain: Option<&[Arc<ParsedCertificate>]> = result.as_ref().ok().map(|p| &p.chain[..]);
     let describe = |c: &ParsedCertificate| {
         json!({
             "subject": name::display(c.subject()),
@@ -221,7 +261,7 @@ fn verify(args: VerifyArgs) -> Result<i32, String> {
         })
     };
     if args.json {
-        let out = match &verdict {
+        let mut out = match &verdict {
             Ok(chain) => json!({
                 "valid": true,
                 "reason": null,
@@ -237,39 +277,56 @@ fn verify(args: VerifyArgs) -> Result<i32, String> {
                 "login_reasons": login.iter().map(|r| r.code()).collect::<Vec<_>>(),
             }),
         };
+        if let Some(obj) = out.as_object_mut() {
+            if let (Err(_), Some(chain)) = (&verdict, chain) {
+                // Revoked or without status: the path itself validated.
+                obj.insert(
+                    "path".into(),
+                    Value::Array(chain.iter().map(|c| describe(c)).collect()),
+                );
+            }
+            obj.insert(
+                "revocation".into(),
+                revocation.as_ref().map(|r| r.json()).unwrap_or(Value::Null),
+            );
+        }
         println!(
             "{}",
             serde_json::to_string_pretty(&out).map_err(|e| e.to_string())?
         );
     } else {
         match &verdict {
-            Ok(chain) => {
-                println!("valid");
-                for (i, c) in chain.iter().enumerate() {
-                    let role = if i + 1 == chain.len() {
-                        "anchor"
-                    } else if i == 0 {
-                        "leaf"
-                    } else {
-                        "ca"
-                    };
-                    println!(
-                        "  [{i}] {role:6} {}  (sha256 {}, until {})",
-                        name::display(c.subject()),
-                        name::hex(c.sha256()),
-                        c.not_after().to_rfc3339()
-                    );
-                }
-                if login.is_empty() {
-                    println!("usable for login: yes");
-                } else {
-                    let codes: Vec<&str> = login.iter().map(|r| r.code()).collect();
-                    println!("usable for login: no ({})", codes.join(", "));
-                }
-            }
             Err((reason, detail)) => {
                 println!("invalid: {reason}");
                 println!("  {detail}");
+            }
+            Ok(_) => println!("valid"),
+        }
+        if let Some(chain) = chain {
+            for (i, c) in chain.iter().enumerate() {
+                let role = if i + 1 == chain.len() {
+                    "anchor"
+                } else if i == 0 {
+                    "leaf"
+                } else {
+                    "ca"
+                };
+                println!(
+                    "  [{i}] {role:6} {}  (sha256 {}, until {})",
+                    name::display(c.subject()),
+                    name::hex(c.sha256()),
+                    c.not_after().to_rfc3339()
+                );
+            }
+            match &revocation {
+                Some(r) => r.print_text(),
+                None => println!("revocation: not checked (give --crl FILE or --ocsp URL)"),
+            }
+            if login.is_empty() {
+                println!("usable for login: yes");
+            } else {
+                let codes: Vec<&str> = login.iter().map(|r| r.code()).collect();
+                println!("usable for login: no ({})", codes.join(", "));
             }
         }
     }

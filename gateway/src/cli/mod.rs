@@ -2,7 +2,9 @@
 //! certificate, refused config), 2 bad input or usage.
 
 mod cert;
+mod revocation_report;
 mod serve;
+mod trust;
 
 use clap::{Parser, Subcommand};
 
@@ -28,6 +30,9 @@ enum Command {
     /// Inspect and verify certificates.
     #[command(subcommand)]
     Cert(cert::CertCommand),
+    /// Inspect the trust store of a configuration (offline).
+    #[command(subcommand)]
+    Trust(trust::TrustCommand),
 }
 
 pub const EXIT_OK: i32 = 0;
@@ -52,5 +57,6 @@ pub fn main() -> i32 {
         Command::CheckConfig(a) => serve::check_config(a),
         Command::Demo(a) => serve::demo(a),
         Command::Cert(c) => cert::run(c),
+        Command::Trust(c) => trust::run(c),
     }
 }

@@ -16,6 +16,7 @@ pub mod oids;
 mod path;
 pub mod policy;
 mod reason;
+pub mod revocation_check;
 mod signature;
 
 pub use cert::{

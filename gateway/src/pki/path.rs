@@ -575,7 +575,9 @@ fn validate(
     }
 
     let leaf = &chain[0];
-    if leaf.name_constraints.is_some() {
+    // A CA certificate may be the target (`cert verify` of a CA, a CRL signer's path);
+    // it may carry nameConstraints.
+    if leaf.name_constraints.is_some() && !leaf.is_ca() {
         return Err(PathError::new(
             Reason::MalformedCertificate,
             Some(0),

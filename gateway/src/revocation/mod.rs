@@ -17,9 +17,10 @@ use arc_swap::ArcSwap;
 use crate::config::{
     FailMode, RevocationDepth, RevocationFetch, RevocationPolicy, RevocationSource,
 };
-use crate::pki::crl::{CrlReason, UnverifiedCrl, VerifiedCrl};
+use crate::pki::crl::{CrlEntry, CrlReason, UnverifiedCrl, VerifiedCrl};
 use crate::pki::name::NameKey;
 use crate::pki::ocsp::{self, OcspHash, OcspStatus};
+use crate::pki::revocation_check::{crl_status, CheckDepth, CrlStatus, Freshness};
 use crate::pki::{ParsedCertificate, UnixTime, ValidatedPath};
 use crate::trust::TrustStore;
 
@@ -295,10 +296,7 @@ impl Revocation {
         }
         self.note_path(path);
         // The anchor is trusted as configured; everything below it is checked.
-        let last = match policy.depth {
-            RevocationDepth::Leaf => 1,
-            RevocationDepth::Chain => path.chain.len().saturating_sub(1),
-        };
+        let last = check_depth(policy.depth).count(path);
         let mut allowed: Option<(usize, String)> = None;
         for depth in 0..last {
             let (cert, issuer) = (&path.chain[depth], &path.chain[depth + 1]);
@@ -329,23 +327,31 @@ impl Revocation {
             return None;
         }
         let crls = self.crls.load();
-        let last = match policy.depth {
-            RevocationDepth::Leaf => 1,
-            RevocationDepth::Chain => path.chain.len().saturating_sub(1),
-        };
+        // The anchor is never checked (a path of the anchor alone has nothing to check).
+        let last = check_depth(policy.depth).count(path);
         for depth in 0..last {
             let (cert, issuer) = (&path.chain[depth], &path.chain[depth + 1]);
-            if let Some(rec) = crls.get(issuer) {
-                if rec.crl.covers(cert) {
-                    if let Some(entry) = rec.crl.lookup(cert.serial_bytes()) {
-                        return Some(Outcome::Revoked {
-                            depth,
-                            reason: entry.reason.map(|r| r.as_str().to_owned()),
-                            source: "crl",
-                        });
-                    }
-                }
-            }
+            let Some(rec) = crls.get(issuer) else {
+                continue;
+            };
+            // Revocation only: a CRL that went stale meanwhile does not close the
+            // connection, but what it lists is still revoked.
+            let freshness = Freshness {
+                stale_grace: policy.stale_grace.as_secs(),
+                clock_skew: self.settings.clock_skew.as_secs(),
+            };
+            let entry = match crl_status(cert, [&rec.crl], crate::proxy::now(), freshness) {
+                CrlStatus::Revoked { entry, .. } => entry,
+                CrlStatus::Stale {
+                    entry: Some(entry), ..
+                } => entry,
+                _ => continue,
+            };
+            return Some(Outcome::Revoked {
+                depth,
+                reason: entry.reason.map(|r| r.as_str().to_owned()),
+                source: "crl",
+            });
         }
         None
     }
@@ -387,40 +393,37 @@ impl Revocation {
                         ));
                         continue;
                     };
-                    if !rec.crl.covers(cert) {
-                        why.push(format!(
-                            "the CRL from {} does not cover this certificate",
-                            rec.source
-                        ));
-                        continue;
-                    }
-                    let stale_since = rec
-                        .crl
-                        .next_update()
-                        .filter(|nu| now.0 > nu.0.saturating_add(policy.stale_grace.as_secs()));
-                    if let Some(nu) = stale_since {
-                        let msg = format!(
-                            "the CRL of \"{}\" from {} is stale: nextUpdate {} plus grace {:?} has passed",
-                            rec.crl.issuer_display(),
-                            rec.source,
-                            nu.to_rfc3339(),
-                            policy.stale_grace
-                        );
-                        tracing::warn!(depth, "{msg}");
-                        if policy.stale_crl == FailMode::Deny {
-                            hard = true;
-                            why.push(msg);
-                            continue;
-                        }
-                    }
-                    return match rec.crl.lookup(cert.serial_bytes()) {
-                        Some(entry) => One::Revoked(Outcome::Revoked {
+                    let freshness = Freshness {
+                        stale_grace: policy.stale_grace.as_secs(),
+                        clock_skew: self.settings.clock_skew.as_secs(),
+                    };
+                    let revoked = |entry: CrlEntry| {
+                        One::Revoked(Outcome::Revoked {
                             depth,
                             reason: entry.reason.map(|r: CrlReason| r.as_str().to_owned()),
                             source: "crl",
-                        }),
-                        None => One::Good,
+                        })
                     };
+                    match crl_status(cert, [&rec.crl], now, freshness) {
+                        CrlStatus::Good { .. } => return One::Good,
+                        CrlStatus::Revoked { entry, .. } => return revoked(entry),
+                        CrlStatus::Unavailable { why: w } => {
+                            why.push(format!("{w} (CRL from {})", rec.source));
+                            continue;
+                        }
+                        CrlStatus::Stale { entry, why: w, .. } => {
+                            let msg = format!("{w} (CRL from {})", rec.source);
+                            tracing::warn!(depth, "{msg}");
+                            if policy.stale_crl == FailMode::Deny {
+                                // A stale CRL under "deny" is not rescued by
+                                // on_unavailable = "allow".
+                                hard = true;
+                                why.push(msg);
+                                continue;
+                            }
+                            return entry.map(revoked).unwrap_or(One::Good);
+                        }
+                    }
                 }
                 RevocationSource::Ocsp => {
                     let url = policy
@@ -530,6 +533,14 @@ impl Revocation {
 
     pub(crate) fn max_crl_size(&self) -> u64 {
         self.settings.max_crl_size
+    }
+}
+
+/// The policy's depth as the checker counts it.
+pub fn check_depth(depth: RevocationDepth) -> CheckDepth {
+    match depth {
+        RevocationDepth::Leaf => CheckDepth::Leaf,
+        RevocationDepth::Chain => CheckDepth::Chain,
     }
 }
 
