@@ -507,10 +507,24 @@ impl Revocation {
         };
         let request = ocsp::build_request(cert, issuer, OcspHash::Sha256, nonce.as_deref())
             .map_err(|e| e.to_string())?;
-        let body = self
-            .fetcher
-            .post_ocsp(url, request.der.clone(), 1024 * 1024)
-            .await?;
+        // RFC 6960 A.1: GET when the encoded request is small (cacheable by HTTP caches
+        // in front of the responder), POST otherwise.
+        const MAX_OCSP_RESPONSE: u64 = 1024 * 1024;
+        let body = match ocsp::get_url(url, &request) {
+            Some(get) => match self
+                .fetcher
+                .get(&get, MAX_OCSP_RESPONSE, &Validators::default())
+                .await?
+            {
+                Fetched::Body { body, .. } => body,
+                Fetched::NotModified => return Err("unexpected 304 to an OCSP GET".into()),
+            },
+            None => {
+                self.fetcher
+                    .post_ocsp(url, request.der.clone(), MAX_OCSP_RESPONSE)
+                    .await?
+            }
+        };
         ocsp::verify_response(
             &body,
             &request,
