@@ -74,7 +74,9 @@ allow_anonymous = true
 pub fn prepare(opts: &DemoOptions) -> Result<PathBuf, String> {
     let dir = &opts.dir;
     let pki_dir = dir.join("pki");
-    if opts.fresh || !pki_dir.join("manifest.json").is_file() {
+    // A directory from an older version (without CRLs) is regenerated too.
+    let complete = pki_dir.join("manifest.json").is_file() && pki_dir.join("crls").is_dir();
+    if opts.fresh || !complete {
         eprintln!(
             "demo: generating an HPKI-shaped test PKI in {} ...",
             pki_dir.display()
@@ -83,10 +85,14 @@ pub fn prepare(opts: &DemoOptions) -> Result<PathBuf, String> {
             std::fs::remove_dir_all(&pki_dir)
                 .map_err(|e| format!("cannot clear {}: {e}", pki_dir.display()))?;
         }
-        let pki = pki_tests::TestPki::generate_with_progress(
-            &pki_tests::GenerateOptions::default(),
-            |c| eprintln!("  issued {}", c.name),
-        )
+        let options = pki_tests::GenerateOptions {
+            // The demo portal serves the CRLs at the distribution points it names.
+            crl_base_url: format!("http://{}/crl", opts.portal),
+            ..pki_tests::GenerateOptions::default()
+        };
+        let pki = pki_tests::TestPki::generate_with_progress(&options, |c| {
+            eprintln!("  issued {}", c.name)
+        })
         .map_err(|e| e.to_string())?;
         pki.write_to(&pki_dir).map_err(|e| e.to_string())?;
         let server = pki_tests::server::server_identity(&["127.0.0.1", "localhost"])
@@ -189,7 +195,7 @@ pub async fn run(opts: DemoOptions) -> Result<(), String> {
             opts.portal
         )
     })?;
-    tokio::spawn(portal::serve(portal));
+    tokio::spawn(portal::serve(portal, opts.dir.join("pki/crls")));
     let listener = tokio::net::TcpListener::bind(opts.listen)
         .await
         .map_err(|e| format!("cannot listen on {}: {e} (use --listen)", opts.listen))?;

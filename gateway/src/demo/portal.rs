@@ -97,15 +97,44 @@ fn req_name(headers: &serde_json::Map<String, serde_json::Value>) -> String {
     }
 }
 
-/// Serves the portal on `listener` until the process ends.
-pub async fn serve(listener: TcpListener) {
+/// The demo PKI's CRLs, at the distribution points its certificates name
+/// (`/crl/<ca>.crl`), so that the demo fetches and refreshes them like a real network.
+fn crl_file(crl_dir: &std::path::Path, path: &str) -> Option<Vec<u8>> {
+    let name = path.strip_prefix("/crl/")?;
+    let plain = name.ends_with(".crl")
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.');
+    if !plain || name.contains("..") {
+        return None;
+    }
+    std::fs::read(crl_dir.join(name)).ok()
+}
+
+/// Serves the portal (and the demo CRLs from `crl_dir`) on `listener` until the process ends.
+pub async fn serve(listener: TcpListener, crl_dir: std::path::PathBuf) {
+    let crl_dir = std::sync::Arc::new(crl_dir);
     loop {
         let Ok((tcp, _peer)) = listener.accept().await else {
             continue;
         };
+        let crl_dir = crl_dir.clone();
         tokio::spawn(async move {
+            let service = hyper::service::service_fn(move |req: Request<Incoming>| {
+                let crl_dir = crl_dir.clone();
+                async move {
+                    if let Some(bytes) = crl_file(&crl_dir, req.uri().path()) {
+                        let mut resp = Response::new(Full::new(Bytes::from(bytes)));
+                        if let Ok(v) = "application/pkix-crl".parse() {
+                            resp.headers_mut().insert(header::CONTENT_TYPE, v);
+                        }
+                        return Ok::<_, Infallible>(resp);
+                    }
+                    respond(req).await
+                }
+            });
             let _ = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(tcp), hyper::service::service_fn(respond))
+                .serve_connection(TokioIo::new(tcp), service)
                 .with_upgrades()
                 .await;
         });
