@@ -39,13 +39,15 @@ pub struct Identity {
     pub issuer: String,
     pub serial: String,
     pub sha256: String,
+    /// The upstream headers, encoded once per connection rather than on every request.
+    upstream_headers: Vec<(http::HeaderName, http::HeaderValue)>,
 }
 
 impl Identity {
     pub fn from_authenticated(auth: &Authenticated) -> Result<Identity, pki::Reason> {
         let leaf = auth.path.leaf();
         let id = pki::read_identity(leaf)?;
-        Ok(Identity {
+        let mut identity = Identity {
             kind: auth.kind,
             profile: auth.profile.clone(),
             roles: id.roles,
@@ -58,7 +60,24 @@ impl Identity {
             issuer: name::display(leaf.issuer()),
             serial: leaf.serial_hex(),
             sha256: name::hex(leaf.sha256()),
-        })
+            upstream_headers: Vec::new(),
+        };
+        identity.upstream_headers = identity
+            .headers()
+            .into_iter()
+            .filter_map(|(name, value)| {
+                // Encoded values are ASCII by construction, so this cannot fail.
+                http::HeaderValue::from_str(&value)
+                    .ok()
+                    .map(|v| (http::HeaderName::from_static(name), v))
+            })
+            .collect();
+        Ok(identity)
+    }
+
+    /// The identity headers for the upstream, ready to insert.
+    pub fn upstream_headers(&self) -> &[(http::HeaderName, http::HeaderValue)] {
+        &self.upstream_headers
     }
 
     /// Headers for the upstream, values already encoded (DESIGN.md lists them).

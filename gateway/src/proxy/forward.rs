@@ -167,10 +167,8 @@ impl Upstreams {
             headers.insert(HeaderName::from_static("x-hpki-request-id"), v);
         }
         if let Some(id) = identity {
-            for (name, value) in id.headers() {
-                if let Ok(v) = HeaderValue::from_str(&value) {
-                    headers.insert(HeaderName::from_static(name), v);
-                }
+            for (name, value) in id.upstream_headers() {
+                headers.insert(name.clone(), value.clone());
             }
             let audience = match &route.host {
                 Some(h) if h != "*" => format!("{h}{}", route.path),
