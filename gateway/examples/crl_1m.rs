@@ -297,51 +297,18 @@ hosts = "loopback"
     })
 }
 
-/// Presents one certificate whatever the server asks: rustls' own client-certificate
-/// path checks the key with webpki, which refuses HPKI-style certificates.
-#[derive(Debug)]
-struct PresentCard(Arc<rustls::sign::CertifiedKey>);
-
-impl rustls::client::ResolvesClientCert for PresentCard {
-    fn resolve(
-        &self,
-        _root_hint_subjects: &[&[u8]],
-        _sigschemes: &[rustls::SignatureScheme],
-    ) -> Option<Arc<rustls::sign::CertifiedKey>> {
-        Some(self.0.clone())
-    }
-
-    fn has_certs(&self) -> bool {
-        true
-    }
-}
-
 fn client_config(
     server_ca_pem: &Path,
     card: &(String, Vec<u8>),
 ) -> Result<Arc<rustls::ClientConfig>, Error> {
-    use rustls::pki_types::pem::PemObject;
-    use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
-    let mut roots = rustls::RootCertStore::empty();
-    for c in CertificateDer::pem_file_iter(server_ca_pem)? {
-        roots.add(c?)?;
-    }
-    let chain: Vec<CertificateDer<'static>> =
-        CertificateDer::pem_slice_iter(card.0.as_bytes()).collect::<Result<_, _>>()?;
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let key = provider
-        .key_provider
-        .load_private_key(PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(
-            card.1.clone(),
-        )))?;
-    let certified = Arc::new(rustls::sign::CertifiedKey::new(chain, key));
-    let mut config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()?
-        .with_root_certificates(roots)
-        .with_client_cert_resolver(Arc::new(PresentCard(certified)));
+    use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
+    let mut config = pki_tests::client::card_client_config(
+        &std::fs::read(server_ca_pem)?,
+        card.0.as_bytes(),
+        PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(card.1.clone())),
+    )?;
     // Every connection a full handshake.
     config.resumption = rustls::client::Resumption::disabled();
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(Arc::new(config))
 }
 

@@ -14,6 +14,7 @@
 //! # Ok::<(), pki_tests::PkiError>(())
 //! ```
 
+pub mod client;
 pub mod der_reader;
 pub mod der_writer;
 pub mod hpki_ext;

@@ -528,26 +528,6 @@ pub fn error_code(body: &str) -> Option<String> {
         .and_then(|v| v["error"].as_str().map(str::to_owned))
 }
 
-/// Always presents one certificate. `ClientConfig::with_client_auth_cert` cannot be used
-/// for HPKI certificates: it checks the key against the certificate with webpki, which
-/// rejects the critical certificatePolicies extension (`UnsupportedCriticalExtension`).
-#[derive(Debug)]
-struct PresentCard(Arc<rustls::sign::CertifiedKey>);
-
-impl rustls::client::ResolvesClientCert for PresentCard {
-    fn resolve(
-        &self,
-        _root_hint_subjects: &[&[u8]],
-        _sigschemes: &[rustls::SignatureScheme],
-    ) -> Option<Arc<rustls::sign::CertifiedKey>> {
-        Some(self.0.clone())
-    }
-
-    fn has_certs(&self) -> bool {
-        true
-    }
-}
-
 /// A blocking HTTP/1.1 rustls connection to the gateway presenting test card `card`
 /// (software key), trusting the harness's server CA; 10 s read/write timeouts.
 pub fn card_connection(
@@ -555,26 +535,14 @@ pub fn card_connection(
     card: &str,
 ) -> rustls::StreamOwned<rustls::ClientConnection, TcpStream> {
     use rustls::pki_types::pem::PemObject;
-    use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+    use rustls::pki_types::{PrivateKeyDer, ServerName};
     let p = pki();
-    let mut roots = rustls::RootCertStore::empty();
-    for c in CertificateDer::pem_file_iter(p.server_ca()).unwrap() {
-        roots.add(c.unwrap()).unwrap();
-    }
-    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(p.cert(card))
-        .unwrap()
-        .map(Result::unwrap)
-        .collect();
-    let key = PrivateKeyDer::from_pem_file(p.key(card)).unwrap();
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let signing_key = provider.key_provider.load_private_key(key).unwrap();
-    let certified = Arc::new(rustls::sign::CertifiedKey::new(chain, signing_key));
-    let mut config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_client_cert_resolver(Arc::new(PresentCard(certified)));
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let config = pki_tests::client::card_client_config(
+        &std::fs::read(p.server_ca()).unwrap(),
+        &std::fs::read(p.cert(card)).unwrap(),
+        PrivateKeyDer::from_pem_file(p.key(card)).unwrap(),
+    )
+    .unwrap();
     let name = ServerName::IpAddress(gw.addr.ip().into());
     let conn = rustls::ClientConnection::new(Arc::new(config), name).unwrap();
     let tcp = TcpStream::connect(gw.addr).unwrap();
