@@ -27,7 +27,7 @@ pub const DEFAULT_MAX_REQUEST_HEADERS: usize = 100;
 const RESERVED_PATH_PREFIXES: [&str; 2] = ["/_hpki", "/.well-known/hpki-gateway"];
 
 /// Top-level sections, in the order the reference documents them.
-const SECTIONS: [&str; 8] = [
+const SECTIONS: [&str; 11] = [
     "server",
     "admin",
     "assertion",
@@ -36,7 +36,12 @@ const SECTIONS: [&str; 8] = [
     "limits",
     "timeouts",
     "revocation",
+    "store",
+    "confirm",
+    "emergency",
 ];
+
+pub const DEFAULT_STORE_URL: &str = "sqlite://var/hpki-gateway.db";
 
 // ---------------------------------------------------------------------------------------
 // The validated configuration
@@ -57,6 +62,63 @@ pub struct Config {
     pub timeouts: TimeoutsSection,
     /// `[revocation]`: CRL and OCSP fetching for every profile.
     pub revocation: RevocationFetch,
+    /// `[store]`: where the ledger, held writes and emergency grants live.
+    pub store: StoreSection,
+    /// `[confirm]`: held writes awaiting a supervising doctor.
+    pub confirm: ConfirmSection,
+    /// `[emergency]`: break-glass access.
+    pub emergency: EmergencySection,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreSection {
+    /// `sqlite://FILE` (relative to the config file's directory) or `postgres://...`.
+    pub url: String,
+    /// How long a ledger or emergency-grant lookup is reused; 0 = every request asks
+    /// the store. Changes made on another gateway are seen after at most this long.
+    pub cache_ttl: Duration,
+}
+
+impl Default for StoreSection {
+    fn default() -> Self {
+        StoreSection {
+            url: DEFAULT_STORE_URL.into(),
+            cache_ttl: Duration::from_secs(2),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfirmSection {
+    /// Largest body a held write may carry (bigger → 413).
+    pub max_body: u64,
+    /// A held write not decided within this time expires.
+    pub expire_after: Duration,
+}
+
+impl Default for ConfirmSection {
+    fn default() -> Self {
+        ConfirmSection {
+            max_body: 1024 * 1024,
+            expire_after: Duration::from_secs(7 * 24 * 3600),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EmergencySection {
+    /// hcRole strings that may open a grant.
+    pub allow_roles: Vec<String>,
+    pub duration: Duration,
+}
+
+impl Default for EmergencySection {
+    fn default() -> Self {
+        EmergencySection {
+            allow_roles: vec!["Medical Doctor".into(), "Dentist".into()],
+            duration: Duration::from_secs(30 * 60),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -596,6 +658,22 @@ fn validate(table: &toml::Table, base: &Path, problems: &mut Problems) -> Option
         None => Some(RevocationFetch::default()),
     };
 
+    let store = match table.get("store") {
+        Some(v) => section::<RawStore>(v, "store", problems)
+            .and_then(|raw| validate_store(raw, problems)),
+        None => Some(StoreSection::default()),
+    };
+    let confirm = match table.get("confirm") {
+        Some(v) => section::<RawConfirm>(v, "confirm", problems)
+            .and_then(|raw| validate_confirm(raw, problems)),
+        None => Some(ConfirmSection::default()),
+    };
+    let emergency = match table.get("emergency") {
+        Some(v) => section::<RawEmergency>(v, "emergency", problems)
+            .and_then(|raw| validate_emergency(raw, problems)),
+        None => Some(EmergencySection::default()),
+    };
+
     if let (Some(server), Some(admin)) = (&server, &admin) {
         if listeners_overlap(server.listen, admin.listen) {
             problems.push(
@@ -619,12 +697,15 @@ fn validate(table: &toml::Table, base: &Path, problems: &mut Problems) -> Option
         limits: limits?,
         timeouts: timeouts?,
         revocation: revocation?,
+        store: store?,
+        confirm: confirm?,
+        emergency: emergency?,
     })
 }
 
 fn unknown_section_message(key: &str) -> String {
     let later = match key {
-        "store" | "audit" => {
+        "audit" => {
             format!(" ([{key}] arrives with a later feature and is rejected until then: remove it)")
         }
         _ => String::new(),
@@ -740,6 +821,27 @@ struct RawRoute {
     allow_kinds: Option<Vec<String>>,
     allow_anonymous: Option<bool>,
     hold_writes_from: Option<Vec<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawStore {
+    url: Option<String>,
+    cache_ttl: Option<Scalar>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawConfirm {
+    max_body: Option<Scalar>,
+    expire_after: Option<Scalar>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawEmergency {
+    allow_roles: Option<Vec<String>>,
+    duration: Option<Scalar>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -946,6 +1048,8 @@ fn example(path: &str) -> Option<&'static str> {
         "route.allow_anonymous" => "allow_anonymous = false",
         "route.hold_writes_from" => "hold_writes_from = [\"assistant\"]",
         "limits.max_request_body" => "max_request_body = \"64MiB\"",
+        "confirm.expire_after" => "expire_after = \"7d\"",
+        "emergency.duration" => "duration = \"30m\"",
         "limits.max_request_headers" => "max_request_headers = 100",
         "timeouts.header_read" => "header_read = \"10s\"",
         "timeouts.idle" => "idle = \"60s\"",
@@ -1578,6 +1682,82 @@ fn check_duplicate_routes(routes: &[Option<RouteSection>], problems: &mut Proble
             );
         }
     }
+}
+
+fn validate_store(raw: RawStore, problems: &mut Problems) -> Option<StoreSection> {
+    let defaults = StoreSection::default();
+    let url = match raw.url {
+        None => Some(defaults.url),
+        Some(u) if u.starts_with("sqlite://") && u.len() > "sqlite://".len() => Some(u),
+        Some(u) if u.starts_with("postgres://") || u.starts_with("postgresql://") => Some(u),
+        Some(u) => {
+            problems.push(
+                "store.url",
+                format!(
+                    "{:?} is neither sqlite://FILE nor postgres://USER@HOST/DB: write it like {}",
+                    crate::store::redact_url(&u),
+                    "url = \"sqlite://var/hpki-gateway.db\""
+                ),
+            );
+            None
+        }
+    };
+    let cache_ttl = match raw.cache_ttl {
+        None => Some(defaults.cache_ttl),
+        Some(s) => match parse_duration(&s.0) {
+            Ok(d) => Some(d),
+            Err(why) => {
+                problems.push("store.cache_ttl", why);
+                None
+            }
+        },
+    };
+    Some(StoreSection {
+        url: url?,
+        cache_ttl: cache_ttl?,
+    })
+}
+
+fn validate_confirm(raw: RawConfirm, problems: &mut Problems) -> Option<ConfirmSection> {
+    let defaults = ConfirmSection::default();
+    let max_body = match raw.max_body {
+        None => Some(defaults.max_body),
+        Some(Scalar(s)) => match parse_size(&s) {
+            Ok(0) => {
+                problems.push(
+                    "confirm.max_body",
+                    "must be more than 0: write it like max_body = \"1MiB\"",
+                );
+                None
+            }
+            Ok(n) => Some(n),
+            Err(why) => {
+                problems.push("confirm.max_body", why);
+                None
+            }
+        },
+    };
+    let expire_after = match raw.expire_after {
+        None => Some(defaults.expire_after),
+        Some(s) => positive_duration(&s, "confirm.expire_after", problems),
+    };
+    Some(ConfirmSection {
+        max_body: max_body?,
+        expire_after: expire_after?,
+    })
+}
+
+fn validate_emergency(raw: RawEmergency, problems: &mut Problems) -> Option<EmergencySection> {
+    let defaults = EmergencySection::default();
+    let allow_roles = raw.allow_roles.unwrap_or(defaults.allow_roles);
+    let duration = match raw.duration {
+        None => Some(defaults.duration),
+        Some(s) => positive_duration(&s, "emergency.duration", problems),
+    };
+    Some(EmergencySection {
+        allow_roles,
+        duration: duration?,
+    })
 }
 
 fn validate_limits(raw: RawLimits, problems: &mut Problems) -> Option<LimitsSection> {
@@ -2788,7 +2968,7 @@ shutdown_grace = "1d"
         ]) + SECOND_ROUTE
             .replace("path = \"/api\"", "path = \"/api\"\nalow_roles = []")
             .as_str()
-            + "\n[store]\nurl = \"sqlite://x.db\"\n\n[[routes]]\npath = \"/\"\n";
+            + "\n[audit]\ndir = \"audit\"\n\n[store]\nurl = \"mysql://x\"\n\n[[routes]]\npath = \"/\"\n";
         let problems = fx.problems(&text);
         assert_problem(
             &problems,
@@ -2812,15 +2992,20 @@ shutdown_grace = "1d"
         );
         assert_problem(
             &problems,
-            "store",
+            "audit",
             &["unknown section", "later feature", "server, admin"],
+        );
+        assert_problem(
+            &problems,
+            "store.url",
+            &["neither sqlite://FILE nor postgres://", "url = \"sqlite://"],
         );
         assert_problem(
             &problems,
             "routes",
             &["unknown section", "did you mean `route`?"],
         );
-        assert_eq!(problems.len(), 5, "{problems:?}");
+        assert_eq!(problems.len(), 6, "{problems:?}");
     }
 
     #[test]

@@ -10,5 +10,6 @@ pub mod pages;
 pub mod pki;
 pub mod proxy;
 pub mod revocation;
+pub mod store;
 pub mod tls;
 pub mod trust;
