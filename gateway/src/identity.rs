@@ -142,6 +142,94 @@ impl Identity {
     }
 }
 
+/// Who acts on one request: the connection's certificate holder, plus, for a clinic's
+/// organization card, the assistant the ledger names as its current holder, plus a
+/// doctor's running emergency grant. Built per request because the ledger and grants
+/// change while a connection lives.
+#[derive(Debug, Clone)]
+pub struct Principal<'a> {
+    pub identity: &'a Identity,
+    pub assistant: Option<std::sync::Arc<crate::store::CardHolder>>,
+    /// The id of the doctor's active emergency grant.
+    pub emergency: Option<String>,
+}
+
+impl Principal<'_> {
+    /// Headers beyond the connection's own (`Identity::upstream_headers`).
+    pub fn extra_headers(&self) -> Vec<(http::HeaderName, http::HeaderValue)> {
+        let mut h: Vec<(&'static str, String)> = Vec::new();
+        if let Some(holder) = &self.assistant {
+            let a = &holder.assistant;
+            h.push(("x-hpki-assistant-id", encode_header_value(&a.id)));
+            h.push(("x-hpki-assistant-name", encode_header_value(&a.name_romaji)));
+            h.push((
+                "x-hpki-assistant-name-kanji",
+                encode_header_value(&a.name_kanji),
+            ));
+            h.push((
+                "x-hpki-assistant-facility",
+                encode_header_value(&a.facility),
+            ));
+            let ids: Vec<String> = holder
+                .supervisors
+                .iter()
+                .map(|d| encode_header_value(&d.hpki_id))
+                .collect();
+            h.push(("x-hpki-supervisors", ids.join(",")));
+        }
+        if let Some(grant) = &self.emergency {
+            h.push(("x-hpki-emergency", encode_header_value(grant)));
+        }
+        h.into_iter()
+            .filter_map(|(name, value)| {
+                http::HeaderValue::from_str(&value)
+                    .ok()
+                    .map(|v| (http::HeaderName::from_static(name), v))
+            })
+            .collect()
+    }
+
+    /// Assertion claims: the identity's, plus `assistant` and `emergency`.
+    pub fn claims(&self) -> Map<String, Value> {
+        let mut m = self.identity.claims();
+        if let Some(holder) = &self.assistant {
+            let a = &holder.assistant;
+            m.insert(
+                "assistant".into(),
+                json!({
+                    "id": a.id,
+                    "name": a.name_romaji,
+                    "name_kanji": a.name_kanji,
+                    "facility": a.facility,
+                    "supervisors": holder.supervisors.iter().map(|d| &d.hpki_id).collect::<Vec<_>>(),
+                }),
+            );
+        }
+        if let Some(grant) = &self.emergency {
+            m.insert("emergency".into(), Value::String(grant.clone()));
+        }
+        m
+    }
+
+    /// The identity as `/_hpki/whoami` shows it.
+    pub fn to_json(&self) -> Value {
+        let mut v = self.identity.to_json();
+        if let Some(holder) = &self.assistant {
+            v["assistant"] = json!({
+                "id": holder.assistant.id,
+                "name": holder.assistant.name_romaji,
+                "name_kanji": holder.assistant.name_kanji,
+                "facility": holder.assistant.facility,
+                "supervisors": holder.supervisors.iter().map(|d| &d.hpki_id).collect::<Vec<_>>(),
+            });
+        }
+        if let Some(grant) = &self.emergency {
+            v["emergency"] = Value::String(grant.clone());
+        }
+        v
+    }
+}
+
 /// What the gateway knows about the client of a connection.
 #[derive(Debug, Clone)]
 pub enum ConnectionIdentity {

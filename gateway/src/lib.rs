@@ -5,6 +5,7 @@ pub mod assertion;
 pub mod cli;
 pub mod config;
 pub mod demo;
+pub mod held_pages;
 pub mod identity;
 pub mod pages;
 pub mod pki;

@@ -48,6 +48,19 @@ pub enum Denial {
     UpstreamTimeout,
     /// The request is malformed (bad header, bad path...).
     BadRequest,
+    /// An organization (clinic) card whose current holder the ledger does not name.
+    AssistantNotInLedger,
+    /// The store (ledger, held writes) cannot be reached; nothing was recorded.
+    StoreUnavailable,
+    /// A doctor acting on a held write of an assistant they do not supervise.
+    NotSupervisor,
+    /// No held write with that id (or not visible to this card).
+    PendingNotFound,
+    /// The held write was already decided (confirmed, rejected, expired, or being
+    /// forwarded by another doctor).
+    PendingAlreadyDecided,
+    /// A form post without the page's anti-forgery token (or from another site).
+    CsrfFailed,
 }
 
 /// The four user-facing texts of one denial.
@@ -70,7 +83,7 @@ const ADVICE_CHOOSE_AUTH_EN: &str = "Use the authentication certificate on your 
 
 impl Denial {
     /// Every gateway-level (non-certificate) denial, in code order of [`Self::GATEWAY_CODES`].
-    pub const GATEWAY: [Denial; 9] = [
+    pub const GATEWAY: [Denial; 15] = [
         Denial::ClientCertificateRequired,
         Denial::NoHcRole,
         Denial::RoleNotAllowed,
@@ -80,12 +93,18 @@ impl Denial {
         Denial::UpstreamUnavailable,
         Denial::UpstreamTimeout,
         Denial::BadRequest,
+        Denial::AssistantNotInLedger,
+        Denial::StoreUnavailable,
+        Denial::NotSupervisor,
+        Denial::PendingNotFound,
+        Denial::PendingAlreadyDecided,
+        Denial::CsrfFailed,
     ];
 
     /// Every non-certificate code, for docs checks. Computed from [`Self::GATEWAY`] so the
     /// two lists cannot drift apart.
-    pub const GATEWAY_CODES: [&'static str; 9] = {
-        let mut codes = [""; 9];
+    pub const GATEWAY_CODES: [&'static str; 15] = {
+        let mut codes = [""; 15];
         let mut i = 0;
         while i < codes.len() {
             codes[i] = Denial::GATEWAY[i].code();
@@ -115,6 +134,12 @@ impl Denial {
             Denial::UpstreamUnavailable => "upstream_unavailable",
             Denial::UpstreamTimeout => "upstream_timeout",
             Denial::BadRequest => "bad_request",
+            Denial::AssistantNotInLedger => "assistant_not_in_ledger",
+            Denial::StoreUnavailable => "store_unavailable",
+            Denial::NotSupervisor => "not_supervisor",
+            Denial::PendingNotFound => "pending_not_found",
+            Denial::PendingAlreadyDecided => "pending_already_decided",
+            Denial::CsrfFailed => "csrf_failed",
         }
     }
 
@@ -131,7 +156,13 @@ impl Denial {
             | Denial::ClientCertificateRequired
             | Denial::NoHcRole
             | Denial::RoleNotAllowed
-            | Denial::KindNotAllowed => StatusCode::FORBIDDEN,
+            | Denial::KindNotAllowed
+            | Denial::AssistantNotInLedger
+            | Denial::NotSupervisor
+            | Denial::CsrfFailed => StatusCode::FORBIDDEN,
+            Denial::StoreUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Denial::PendingNotFound => StatusCode::NOT_FOUND,
+            Denial::PendingAlreadyDecided => StatusCode::CONFLICT,
             Denial::NoRoute => StatusCode::NOT_FOUND,
             Denial::RequestTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Denial::UpstreamUnavailable => StatusCode::BAD_GATEWAY,
@@ -216,6 +247,42 @@ impl Denial {
                 advice_ja: "ページを再読み込みしてから、もう一度お試しください。解決しない場合は、システム管理者にお問い合わせください。",
                 title_en: "The request could not be processed",
                 advice_en: "Reload the page and try again. If the problem persists, contact your system administrator.",
+            },
+            Denial::AssistantNotInLedger => Texts {
+                title_ja: "このカードの利用者が台帳に登録されていません",
+                advice_ja: "医療機関（組織）のカードは、誰が使っているかを台帳に登録してから利用できます。医療機関の管理者に、このカードの利用者の登録を依頼してください。",
+                title_en: "Nobody is recorded in the ledger as holding this card",
+                advice_en: "A clinic (organization) card can be used only once the clinic's ledger records who holds it. Ask your clinic's administrator to register you as this card's holder.",
+            },
+            Denial::StoreUnavailable => Texts {
+                title_ja: "現在、記録を保存できません",
+                advice_ja: "ゲートウェイのデータベースに接続できないため、処理を行いませんでした。入力内容は保存されていません。しばらくしてから再度お試しください。問題が続く場合は、システム管理者にお問い合わせください。",
+                title_en: "Records cannot be saved right now",
+                advice_en: "The gateway cannot reach its database, so nothing was done and your input was not saved. Please try again in a few minutes; if the problem continues, contact your system administrator.",
+            },
+            Denial::NotSupervisor => Texts {
+                title_ja: "この補助者の入力を確定する権限がありません",
+                advice_ja: "確定操作は、台帳でこの補助者の監督医師として登録された医師のみが行えます。登録が必要な場合は、医療機関の管理者にお問い合わせください。",
+                title_en: "You do not supervise this assistant",
+                advice_en: "Only a doctor recorded in the ledger as this assistant's supervisor may confirm or reject their entries. Ask your clinic's administrator if you should be one.",
+            },
+            Denial::PendingNotFound => Texts {
+                title_ja: "確定待ちの入力が見つかりません",
+                advice_ja: "指定された入力は存在しないか、あなたには表示されません。確定待ち一覧からもう一度お進みください。",
+                title_en: "Held entry not found",
+                advice_en: "The entry does not exist or is not visible to you. Start again from the list of entries awaiting confirmation.",
+            },
+            Denial::PendingAlreadyDecided => Texts {
+                title_ja: "この入力はすでに処理されています",
+                advice_ja: "別の医師が確定・差し戻しを行ったか、有効期限が切れています。一覧を再読み込みして、現在の状態をご確認ください。",
+                title_en: "This entry has already been decided",
+                advice_en: "Another doctor confirmed or rejected it, or it expired. Reload the list to see its current state.",
+            },
+            Denial::CsrfFailed => Texts {
+                title_ja: "フォームの送信を確認できませんでした",
+                advice_ja: "このページを開き直してから、もう一度操作してください。別のサイトから送信されたフォームは受け付けません。",
+                title_en: "The form submission could not be verified",
+                advice_en: "Open the page again and repeat the action. Forms sent from another site are not accepted.",
             },
         }
     }
@@ -485,7 +552,7 @@ fn push_escaped(out: &mut String, c: char) {
 /// makes invisible characters visible as `\u{…}`: control characters, and the bidi and
 /// zero-width controls that could make a hostile name display as someone else's (a
 /// right-to-left override turns "txet" into "text"). The audit record keeps the raw value.
-fn escape_untrusted(s: &str) -> String {
+pub fn escape_untrusted(s: &str) -> String {
     let mut out = String::with_capacity(s.len() + s.len() / 8);
     for c in s.chars() {
         let invisible = (c.is_control() && c != '\n' && c != '\t')
@@ -529,12 +596,27 @@ code,pre{background:#2a2f37;}.en,.status,.support,.label-en{color:#aab1bd;}th,td
 
 /// A whole HTML document around `main` (already escaped). `title` is escaped here.
 fn html_document(title: &str, main_class: &str, main: &str) -> String {
+    html_document_with_policy(title, main_class, main, META_CONTENT_SECURITY_POLICY)
+}
+
+/// The policy of pages that carry forms (held writes, emergency access): they post to
+/// the gateway itself and nowhere else.
+pub const FORMS_CONTENT_SECURITY_POLICY: &str = "default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
+const META_FORMS_CONTENT_SECURITY_POLICY: &str =
+    "default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'; form-action 'self'";
+
+/// [`html_document`] for a page with forms.
+pub fn html_document_with_forms(title: &str, main: &str) -> String {
+    html_document_with_policy(title, "ok", main, META_FORMS_CONTENT_SECURITY_POLICY)
+}
+
+fn html_document_with_policy(title: &str, main_class: &str, main: &str, policy: &str) -> String {
     let mut out = String::with_capacity(STYLE.len() + main.len() + 1024);
     out.push_str("<!DOCTYPE html>\n<html lang=\"ja\">\n<head>\n<meta charset=\"utf-8\">\n");
     // Also as a <meta> so the page is locked down even if a caller forgets the header.
     let _ = writeln!(
         out,
-        "<meta http-equiv=\"Content-Security-Policy\" content=\"{META_CONTENT_SECURITY_POLICY}\">"
+        "<meta http-equiv=\"Content-Security-Policy\" content=\"{policy}\">"
     );
     out.push_str("<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n");
     out.push_str("<meta name=\"robots\" content=\"noindex\">\n");

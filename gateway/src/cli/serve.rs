@@ -64,12 +64,28 @@ fn runtime() -> Result<tokio::runtime::Runtime, String> {
         .map_err(|e| format!("cannot start the async runtime: {e}"))
 }
 
-fn load(config: &std::path::Path) -> Result<Gateway, i32> {
+/// Loads the configuration, opens its store (migrating it when `migrate`; otherwise
+/// only connecting, so that `check-config` changes nothing) and builds the gateway.
+fn load(
+    config: &std::path::Path,
+    rt: &tokio::runtime::Runtime,
+    migrate: bool,
+) -> Result<Gateway, i32> {
     let cfg = Config::load(config).map_err(|e| {
         eprint!("{e}");
         EXIT_NEGATIVE
     })?;
-    Gateway::build(cfg).map_err(|problems| {
+    let store = if migrate {
+        rt.block_on(crate::proxy::connect_store(&cfg))
+    } else {
+        rt.block_on(check_store(&cfg))
+    };
+    let store = store.map_err(|e| {
+        eprintln!("{}: the configuration cannot be used:", config.display());
+        eprintln!("  - {e}");
+        EXIT_NEGATIVE
+    })?;
+    Gateway::build(cfg, store).map_err(|problems| {
         eprintln!("{}: the configuration cannot be used:", config.display());
         for p in problems {
             eprintln!("  - {p}");
@@ -78,18 +94,37 @@ fn load(config: &std::path::Path) -> Result<Gateway, i32> {
     })
 }
 
+/// Connects to the store without changing it; an unmigrated store is reported, not
+/// refused (the gateway migrates it at start).
+async fn check_store(cfg: &Config) -> Result<crate::proxy::StoreContext, String> {
+    use crate::store::{SqlStore, Store, StoreError};
+    let store = SqlStore::connect(&cfg.store.url, &cfg.base_dir)
+        .await
+        .map_err(|e| format!("store.url: {e}"))?;
+    store.ping().await.map_err(|e| format!("store.url: {e}"))?;
+    match store.check_schema().await {
+        Ok(()) => {}
+        Err(e @ StoreError::SchemaTooNew { .. }) => return Err(format!("store: {e}")),
+        Err(e) => println!("  note: {e} (`hpki-gateway run` migrates at start)"),
+    }
+    Ok(crate::proxy::StoreContext {
+        store: std::sync::Arc::new(store),
+        csrf_secret: b"check-config".to_vec(),
+    })
+}
+
 pub fn run(args: RunArgs) -> i32 {
     init_logging(args.log_json);
-    let gateway = match load(&args.config) {
-        Ok(g) => g,
-        Err(code) => return code,
-    };
     let rt = match runtime() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: {e}");
             return EXIT_BAD_INPUT;
         }
+    };
+    let gateway = match load(&args.config, &rt, true) {
+        Ok(g) => g,
+        Err(code) => return code,
     };
     let listen = gateway.config.server.listen;
     rt.block_on(async move {
@@ -112,7 +147,14 @@ pub fn run(args: RunArgs) -> i32 {
 }
 
 pub fn check_config(args: CheckConfigArgs) -> i32 {
-    match load(&args.config) {
+    let rt = match runtime() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return EXIT_BAD_INPUT;
+        }
+    };
+    match load(&args.config, &rt, false) {
         Ok(gw) => {
             println!("{}: OK", args.config.display());
             println!(

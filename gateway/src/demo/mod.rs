@@ -188,7 +188,8 @@ fn instructions(dir: &Path, listen: SocketAddr) -> String {
 pub async fn run(opts: DemoOptions) -> Result<(), String> {
     let config_path = prepare(&opts)?;
     let config = Config::load(&config_path).map_err(|e| e.to_string())?;
-    let gateway = Gateway::build(config).map_err(|p| p.join("\n"))?;
+    let store = crate::proxy::connect_store(&config).await?;
+    let gateway = Gateway::build(config, store).map_err(|p| p.join("\n"))?;
     let portal = portal::bind(opts.portal).await.map_err(|e| {
         format!(
             "cannot listen on {} for the demo portal: {e} (use --portal-listen)",

@@ -13,8 +13,9 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 
 use super::{deny, now, Body, ConnectionContext, Gateway};
 use crate::config::{Config, RouteSection, UpstreamScheme};
-use crate::identity::Identity;
+use crate::identity::Principal;
 use crate::pages::Denial;
+use crate::store::{ForwardOutcome, PendingWrite};
 
 type HttpsConnector = hyper_rustls::HttpsConnector<HttpConnector>;
 
@@ -76,7 +77,7 @@ impl Upstreams {
         gw: &Gateway,
         route: &RouteSection,
         mut req: Request<Incoming>,
-        identity: Option<&Identity>,
+        principal: Option<&Principal<'_>>,
         ctx: &ConnectionContext,
         request_id: &str,
         json: bool,
@@ -100,12 +101,7 @@ impl Upstreams {
         let upgrade = upgrade_protocol(req.headers());
         let client_upgrade = upgrade.as_ref().map(|_| hyper::upgrade::on(&mut req));
         let original_host = super::request_host(&req);
-        let route_index = gw
-            .config
-            .routes
-            .iter()
-            .position(|r| std::ptr::eq(r, route))
-            .unwrap_or(0);
+        let route_index = route_index(gw, route);
 
         let (mut parts, body) = req.into_parts();
         let up = &route.upstream;
@@ -114,16 +110,7 @@ impl Upstreams {
             .path_and_query()
             .map(|p| p.as_str())
             .unwrap_or("/");
-        let scheme = match up.scheme {
-            UpstreamScheme::Http => "http",
-            UpstreamScheme::Https => "https",
-        };
-        let uri: Uri = match format!(
-            "{scheme}://{}:{}{}{}",
-            up.host, up.port, up.base_path, path_and_query
-        )
-        .parse()
-        {
+        let uri: Uri = match upstream_uri(route, path_and_query) {
             Ok(u) => u,
             Err(_) => {
                 return deny(
@@ -166,15 +153,16 @@ impl Upstreams {
         if let Ok(v) = HeaderValue::from_str(request_id) {
             headers.insert(HeaderName::from_static("x-hpki-request-id"), v);
         }
-        if let Some(id) = identity {
-            for (name, value) in id.upstream_headers() {
+        if let Some(principal) = principal {
+            for (name, value) in principal.identity.upstream_headers() {
                 headers.insert(name.clone(), value.clone());
             }
-            let audience = match &route.host {
-                Some(h) if h != "*" => format!("{h}{}", route.path),
-                _ => route.path.clone(),
-            };
-            let token = gw.signer.sign(&id.claims(), &audience, request_id, now().0);
+            for (name, value) in principal.extra_headers() {
+                headers.insert(name, value);
+            }
+            let token = gw
+                .signer
+                .sign(&principal.claims(), &audience(route), request_id, now().0);
             if let Ok(v) = HeaderValue::from_str(&token) {
                 headers.insert(HeaderName::from_static("x-hpki-assertion"), v);
             }
@@ -260,6 +248,170 @@ impl Upstreams {
                 .boxed()
         })
     }
+
+    /// Sends a confirmed held write: the assistant's stored request, under the confirming
+    /// doctor's identity, with the entry id as idempotency key. The upstream's answer is
+    /// read (up to `keep` bytes kept) so that both can see it.
+    pub async fn forward_held(
+        &self,
+        gw: &Gateway,
+        route: &RouteSection,
+        entry: &PendingWrite,
+        request_id: &str,
+        keep: usize,
+    ) -> ForwardOutcome {
+        let failed = |error: String| ForwardOutcome::Failed {
+            error,
+            status: None,
+            body: Vec::new(),
+        };
+        let Some(confirmer) = &entry.confirmer else {
+            return failed("the entry has no confirming doctor".into());
+        };
+        let uri = match upstream_uri(route, &entry.path_and_query) {
+            Ok(u) => u,
+            Err(e) => return failed(e),
+        };
+        let method = match http::Method::from_bytes(entry.method.as_bytes()) {
+            Ok(m) => m,
+            Err(_) => return failed(format!("unusable method {:?}", entry.method)),
+        };
+        let mut builder = Request::builder().method(method).uri(uri);
+        let up = &route.upstream;
+        let mut add = |name: &str, value: &str| {
+            if let (Ok(n), Ok(v)) = (
+                HeaderName::from_bytes(name.as_bytes()),
+                HeaderValue::from_str(value),
+            ) {
+                builder.headers_mut().map(|h| h.append(n, v));
+            }
+        };
+        for (name, value) in &entry.headers {
+            add(name, value);
+        }
+        add("host", &format!("{}:{}", up.host, up.port));
+        add("x-forwarded-proto", "https");
+        if let Some(h) = &entry.request_host {
+            add("x-forwarded-host", h);
+        }
+        add("x-hpki-request-id", request_id);
+        for (name, value) in &confirmer.headers {
+            add(name, value);
+        }
+        add(
+            "x-hpki-entered-by",
+            &crate::identity::encode_header_value(&entry.assistant_id),
+        );
+        add(
+            "x-hpki-entered-by-name",
+            &crate::identity::encode_header_value(&entry.assistant_name),
+        );
+        add(
+            "x-hpki-confirmed-by",
+            &crate::identity::encode_header_value(&confirmer.hpki_id),
+        );
+        add("x-hpki-confirmation-id", &entry.id);
+        let mut claims = match &confirmer.claims {
+            serde_json::Value::Object(m) => m.clone(),
+            _ => serde_json::Map::new(),
+        };
+        claims.insert("entered_by".into(), entry.assistant_id.clone().into());
+        claims.insert("confirmation_id".into(), entry.id.clone().into());
+        let token = gw
+            .signer
+            .sign(&claims, &audience(route), request_id, now().0);
+        add("x-hpki-assertion", &token);
+        let request = match builder.body(super::full_body(entry.body.clone())) {
+            Ok(r) => r,
+            Err(e) => return failed(format!("cannot build the request: {e}")),
+        };
+        let send = async {
+            match self
+                .https
+                .get(route_index(gw, route))
+                .and_then(Option::as_ref)
+            {
+                Some(client) => client.request(request).await,
+                None => self.http.request(request).await,
+            }
+        };
+        let timeout = gw.config.timeouts.upstream_response;
+        let response = match tokio::time::timeout(timeout, send).await {
+            Err(_) => return failed(format!("no response within {timeout:?}")),
+            Ok(Err(e)) => return failed(format!("upstream request failed: {e}")),
+            Ok(Ok(r)) => r,
+        };
+        let status = response.status();
+        let content_type = response
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        // Read at most `keep` bytes; the rest of a big answer is not kept (it was
+        // delivered: the upstream has already acted on the request).
+        let mut body = Vec::new();
+        let mut incoming = response.into_body();
+        let read = tokio::time::timeout(timeout, async {
+            while let Some(frame) = incoming.frame().await {
+                match frame {
+                    Ok(f) => {
+                        if let Some(d) = f.data_ref() {
+                            let room = keep.saturating_sub(body.len());
+                            body.extend_from_slice(&d[..d.len().min(room)]);
+                        }
+                    }
+                    Err(e) => return Err(e.to_string()),
+                }
+            }
+            Ok(())
+        })
+        .await;
+        if status.is_server_error() {
+            return ForwardOutcome::Failed {
+                error: format!("the portal answered {status}"),
+                status: Some(status.as_u16()),
+                body,
+            };
+        }
+        if let Ok(Err(e)) = read {
+            tracing::info!(id = %entry.id, error = %e, "held write delivered; reading the answer failed");
+        }
+        ForwardOutcome::Delivered {
+            status: status.as_u16(),
+            content_type,
+            body,
+        }
+    }
+}
+
+fn route_index(gw: &Gateway, route: &RouteSection) -> usize {
+    gw.config
+        .routes
+        .iter()
+        .position(|r| std::ptr::eq(r, route))
+        .unwrap_or(0)
+}
+
+/// The assertion audience of a route: its host and path.
+fn audience(route: &RouteSection) -> String {
+    match &route.host {
+        Some(h) if h != "*" => format!("{h}{}", route.path),
+        _ => route.path.clone(),
+    }
+}
+
+fn upstream_uri(route: &RouteSection, path_and_query: &str) -> Result<Uri, String> {
+    let up = &route.upstream;
+    let scheme = match up.scheme {
+        UpstreamScheme::Http => "http",
+        UpstreamScheme::Https => "https",
+    };
+    format!(
+        "{scheme}://{}:{}{}{}",
+        up.host, up.port, up.base_path, path_and_query
+    )
+    .parse()
+    .map_err(|_| format!("unusable request path {path_and_query:?}"))
 }
 
 fn is_body_limit(e: &hyper_util::client::legacy::Error) -> bool {

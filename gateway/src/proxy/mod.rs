@@ -10,8 +10,12 @@
 //! Denials are answered with the page or JSON of their stable reason code (`pages`).
 
 mod body;
+mod emergency;
 mod forward;
+mod held;
 pub mod route;
+
+pub use held::form_pairs;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -27,15 +31,47 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::assertion::AssertionSigner;
 use crate::config::{CertKindConfig, Config, RouteSection};
-use crate::identity::{ConnectionIdentity, Identity, STRIPPED_EXACT, STRIPPED_PREFIX};
+use crate::identity::{ConnectionIdentity, Identity, Principal, STRIPPED_EXACT, STRIPPED_PREFIX};
 use crate::pages::{self, Denial};
 use crate::pki::{self, CertKind, ParsedCertificate, UnixTime};
+use crate::store::{CardHolder, CardKey, Store, StoreError};
 use crate::trust::{TrustDirectory, TrustProfile, TrustStore};
 
 pub type Body = BoxBody<Bytes, Box<dyn std::error::Error + Send + Sync>>;
 
 pub const JWKS_PATH: &str = "/.well-known/hpki-gateway/jwks.json";
 pub const WHOAMI_PATH: &str = "/_hpki/whoami";
+pub const PENDING_PATH: &str = "/_hpki/pending";
+pub const EMERGENCY_PATH: &str = "/_hpki/emergency";
+
+/// The store of a gateway and what every gateway sharing it must agree on.
+pub struct StoreContext {
+    pub store: Arc<dyn Store>,
+    /// Keys the anti-forgery tokens of the gateway's forms; shared through the store so
+    /// that a form rendered by one replica can be posted to another.
+    pub csrf_secret: Vec<u8>,
+}
+
+/// Opens the configured store, applies pending migrations and reads the shared secrets.
+pub async fn connect_store(config: &Config) -> Result<StoreContext, String> {
+    let store = crate::store::open(&config.store.url, &config.base_dir, true)
+        .await
+        .map_err(|e| {
+            format!(
+                "store.url {}: {e}",
+                crate::store::redact_url(&config.store.url)
+            )
+        })?;
+    let fresh = crate::store::new_id("");
+    let secret = store
+        .shared_setting("csrf_secret", &fresh)
+        .await
+        .map_err(|e| format!("store: {e}"))?;
+    Ok(StoreContext {
+        store,
+        csrf_secret: secret.into_bytes(),
+    })
+}
 
 /// Everything a running listener needs; immutable and shared by every connection.
 pub struct Gateway {
@@ -47,6 +83,12 @@ pub struct Gateway {
     tls: Arc<rustls::ServerConfig>,
     pub revocation: Arc<crate::revocation::Revocation>,
     refresh: std::sync::Mutex<Option<crate::revocation::RefreshTask>>,
+    pub store: Arc<dyn Store>,
+    csrf_key: aws_lc_rs::hmac::Key,
+    /// Card holder by certificate SHA-256, for `store.cache_ttl`; `None` when it is 0.
+    holders: Option<moka::future::Cache<String, Option<Arc<CardHolder>>>>,
+    /// Active emergency grant id by certificate SHA-256.
+    grants: Option<moka::future::Cache<String, Option<String>>>,
 }
 
 /// Per-connection facts, decided once.
@@ -108,7 +150,7 @@ pub fn build_trust_store(config: &Config) -> Result<TrustStore, Vec<String>> {
 
 impl Gateway {
     /// Loads everything the configuration names; every problem is reported.
-    pub fn build(config: Config) -> Result<Gateway, Vec<String>> {
+    pub fn build(config: Config, store: StoreContext) -> Result<Gateway, Vec<String>> {
         let mut problems = Vec::new();
         let trust = build_trust_store(&config)
             .map_err(|p| problems.extend(p))
@@ -166,7 +208,22 @@ impl Gateway {
             config.revocation.clone(),
             refresh_every,
         );
+        fn cache<V: Clone + Send + Sync + 'static>(
+            ttl: Duration,
+        ) -> Option<moka::future::Cache<String, V>> {
+            (!ttl.is_zero()).then(|| {
+                moka::future::Cache::builder()
+                    .max_capacity(10_000)
+                    .time_to_live(ttl)
+                    .build()
+            })
+        }
+        let ttl = config.store.cache_ttl;
         Ok(Gateway {
+            csrf_key: aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, &store.csrf_secret),
+            store: store.store,
+            holders: cache(ttl),
+            grants: cache(ttl),
             revocation,
             refresh: std::sync::Mutex::new(Some(refresh)),
             routes: route::RouteTable::new(config.routes.clone()),
@@ -181,6 +238,7 @@ impl Gateway {
     /// Serves until SIGTERM/SIGINT, then drains for `timeouts.shutdown_grace`.
     pub async fn serve(self: Arc<Self>, listener: TcpListener) -> std::io::Result<()> {
         let acceptor = TlsAcceptor::from(self.tls.clone());
+        tokio::spawn(held::run_maintenance(Arc::downgrade(&self)));
         if let Some(task) = self.refresh.lock().ok().and_then(|mut t| t.take()) {
             tokio::spawn(crate::revocation::run_refresh(
                 Arc::downgrade(&self.revocation),
@@ -417,13 +475,20 @@ impl Gateway {
 
         let mut response = if path == JWKS_PATH {
             json_response(StatusCode::OK, self.signer.jwks().to_string())
+        } else if path == PENDING_PATH || path.starts_with("/_hpki/pending/") {
+            held::endpoint(self, req, ctx, &request_id, json).await
+        } else if path == EMERGENCY_PATH || path.starts_with("/_hpki/emergency/") {
+            emergency::endpoint(self, req, ctx, &request_id, json).await
         } else if path == WHOAMI_PATH {
             match &ctx.identity {
-                ConnectionIdentity::Authenticated(id) => {
-                    let mut v = id.to_json();
-                    v["tls_version"] = ctx.tls_version.into();
-                    page_response(pages::whoami_page(&v, &request_id, json))
-                }
+                ConnectionIdentity::Authenticated(id) => match self.principal(id).await {
+                    Ok(principal) => {
+                        let mut v = principal.to_json();
+                        v["tls_version"] = ctx.tls_version.into();
+                        page_response(pages::whoami_page(&v, &request_id, json))
+                    }
+                    Err((denial, detail)) => deny(denial, Some(&detail), &request_id, json),
+                },
                 ConnectionIdentity::Anonymous => page_response(pages::whoami_page(
                     &serde_json::Value::Null,
                     &request_id,
@@ -442,11 +507,22 @@ impl Gateway {
                 None => deny(Denial::NoRoute, None, &request_id, json),
                 Some(route) => match authorize(route, &ctx.identity) {
                     Err((denial, detail)) => deny(denial, detail.as_deref(), &request_id, json),
-                    Ok(identity) => {
+                    Ok(None) => {
                         self.upstreams
-                            .forward(self, route, req, identity, ctx, &request_id, json)
+                            .forward(self, route, req, None, ctx, &request_id, json)
                             .await
                     }
+                    Ok(Some(identity)) => match self.principal(identity).await {
+                        Err((denial, detail)) => deny(denial, Some(&detail), &request_id, json),
+                        Ok(principal) if held::must_hold(route, &principal, req.method()) => {
+                            held::hold(self, route, req, &principal, &request_id, json).await
+                        }
+                        Ok(principal) => {
+                            self.upstreams
+                                .forward(self, route, req, Some(&principal), ctx, &request_id, json)
+                                .await
+                        }
+                    },
                 },
             }
         };
@@ -454,6 +530,117 @@ impl Gateway {
             response.headers_mut().insert("x-hpki-request-id", v);
         }
         response
+    }
+}
+
+impl Gateway {
+    /// Who acts on this request: an organization card is resolved to the assistant the
+    /// ledger names as its holder now (refused when nobody is), a person's card to any
+    /// running emergency grant.
+    pub async fn principal<'a>(
+        &self,
+        identity: &'a Identity,
+    ) -> Result<Principal<'a>, (Denial, String)> {
+        let unavailable = |e: StoreError| {
+            tracing::warn!(error = %e, "store unavailable");
+            (Denial::StoreUnavailable, e.to_string())
+        };
+        match identity.kind {
+            CertKind::Organization => {
+                let holder = self.card_holder(identity).await.map_err(|e| match e {
+                    StoreError::Rejected(why) => (Denial::AssistantNotInLedger, why),
+                    e => unavailable(e),
+                })?;
+                match holder {
+                    Some(holder) => Ok(Principal {
+                        identity,
+                        assistant: Some(holder),
+                        emergency: None,
+                    }),
+                    None => Err((
+                        Denial::AssistantNotInLedger,
+                        format!(
+                            "no assistant holds the card with certificate SHA-256 {} (serial {}, issuer {}) now",
+                            identity.sha256, identity.serial, identity.issuer
+                        ),
+                    )),
+                }
+            }
+            CertKind::Person | CertKind::Unknown => {
+                let emergency = self
+                    .active_grant(&identity.sha256)
+                    .await
+                    .map_err(unavailable)?;
+                Ok(Principal {
+                    identity,
+                    assistant: None,
+                    emergency,
+                })
+            }
+        }
+    }
+
+    async fn card_holder(
+        &self,
+        identity: &Identity,
+    ) -> Result<Option<Arc<CardHolder>>, StoreError> {
+        if let Some(cache) = &self.holders {
+            if let Some(hit) = cache.get(&identity.sha256).await {
+                return Ok(hit);
+            }
+        }
+        let keys = CardKey::of_certificate(&identity.sha256, &identity.issuer, &identity.serial);
+        let holder = self
+            .store
+            .holder_at(&keys, crate::store::now())
+            .await?
+            .map(Arc::new);
+        if let Some(cache) = &self.holders {
+            cache.insert(identity.sha256.clone(), holder.clone()).await;
+        }
+        Ok(holder)
+    }
+
+    async fn active_grant(&self, cert_sha256: &str) -> Result<Option<String>, StoreError> {
+        if let Some(cache) = &self.grants {
+            if let Some(hit) = cache.get(cert_sha256).await {
+                return Ok(hit);
+            }
+        }
+        let grant = self
+            .store
+            .active_emergency(cert_sha256, crate::store::now())
+            .await?
+            .map(|g| g.id);
+        if let Some(cache) = &self.grants {
+            cache.insert(cert_sha256.to_owned(), grant.clone()).await;
+        }
+        Ok(grant)
+    }
+
+    /// Forgets the cached emergency state of a certificate (after a grant starts or ends
+    /// on this gateway).
+    async fn forget_grant(&self, cert_sha256: &str) {
+        if let Some(cache) = &self.grants {
+            cache.invalidate(cert_sha256).await;
+        }
+    }
+
+    /// The anti-forgery token of a certificate's forms: an HMAC of its SHA-256 under the
+    /// shared secret, so only a page served to that card can carry it.
+    pub fn csrf_token(&self, cert_sha256: &str) -> String {
+        let tag = aws_lc_rs::hmac::sign(&self.csrf_key, format!("csrf\0{cert_sha256}").as_bytes());
+        pki::name::hex(&tag.as_ref()[..16])
+    }
+
+    pub fn csrf_ok(&self, cert_sha256: &str, token: &str) -> bool {
+        let expected = self.csrf_token(cert_sha256);
+        expected.len() == token.len()
+            && expected
+                .bytes()
+                .zip(token.bytes())
+                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+                == 0
     }
 }
 
