@@ -659,8 +659,9 @@ fn validate(table: &toml::Table, base: &Path, problems: &mut Problems) -> Option
     };
 
     let store = match table.get("store") {
-        Some(v) => section::<RawStore>(v, "store", problems)
-            .and_then(|raw| validate_store(raw, problems)),
+        Some(v) => {
+            section::<RawStore>(v, "store", problems).and_then(|raw| validate_store(raw, problems))
+        }
         None => Some(StoreSection::default()),
     };
     let confirm = match table.get("confirm") {

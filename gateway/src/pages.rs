@@ -877,7 +877,13 @@ mod tests {
             | Denial::RequestTooLarge
             | Denial::UpstreamUnavailable
             | Denial::UpstreamTimeout
-            | Denial::BadRequest => Denial::GATEWAY.contains(&d),
+            | Denial::BadRequest
+            | Denial::AssistantNotInLedger
+            | Denial::StoreUnavailable
+            | Denial::NotSupervisor
+            | Denial::PendingNotFound
+            | Denial::PendingAlreadyDecided
+            | Denial::CsrfFailed => Denial::GATEWAY.contains(&d),
         }
     }
 
@@ -952,6 +958,12 @@ mod tests {
                 "upstream_unavailable",
                 "upstream_timeout",
                 "bad_request",
+                "assistant_not_in_ledger",
+                "store_unavailable",
+                "not_supervisor",
+                "pending_not_found",
+                "pending_already_decided",
+                "csrf_failed",
             ]
         );
         assert_eq!(Denial::from_code("nope"), None);

@@ -50,9 +50,7 @@ pub fn parse_time(s: &str) -> Result<Timestamp, String> {
     let day = time::macros::format_description!("[year]-[month]-[day]");
     time::Date::parse(s, &day)
         .map(|d| d.midnight().assume_utc().unix_timestamp())
-        .map_err(|_| {
-            format!("{s:?} is not a date: write 2026-04-01 or 2026-04-01T09:00:00+09:00")
-        })
+        .map_err(|_| format!("{s:?} is not a date: write 2026-04-01 or 2026-04-01T09:00:00+09:00"))
 }
 
 /// A random id with a readable prefix (`p-` pending, `e-` emergency ...).
@@ -94,7 +92,10 @@ pub enum StoreError {
     /// The store cannot be reached or answered with an error; the text names it.
     Unavailable(String),
     /// The store's schema is newer than this binary knows.
-    SchemaTooNew { found: i64, known: i64 },
+    SchemaTooNew {
+        found: i64,
+        known: i64,
+    },
     /// A ledger rule was broken (unknown assistant, card already held ...); the text says
     /// which and how to fix it.
     Rejected(String),
@@ -205,7 +206,10 @@ impl CardKey {
             CardKey::IssuerSerial { issuer, serial } => {
                 let s = normalize_serial(serial);
                 if issuer.trim().is_empty() {
-                    Err("card issuer is empty: give the issuer DN as `cert inspect` prints it".into())
+                    Err(
+                        "card issuer is empty: give the issuer DN as `cert inspect` prints it"
+                            .into(),
+                    )
                 } else if s.is_empty() || !s.chars().all(|c| c.is_ascii_hexdigit()) {
                     Err(format!("card serial {serial:?} is not hexadecimal"))
                 } else {
@@ -497,8 +501,12 @@ pub trait Store: Send + Sync {
     async fn add_assistant(&self, a: &Assistant, operator: &str) -> StoreResult<()>;
     async fn assistant(&self, id: &str) -> StoreResult<Option<Assistant>>;
     async fn assistants(&self) -> StoreResult<Vec<Assistant>>;
-    async fn deactivate_assistant(&self, id: &str, at: Timestamp, operator: &str)
-        -> StoreResult<()>;
+    async fn deactivate_assistant(
+        &self,
+        id: &str,
+        at: Timestamp,
+        operator: &str,
+    ) -> StoreResult<()>;
     /// Gives a card to an assistant from `at`; refused while someone else holds it.
     async fn assign_card(
         &self,
@@ -508,8 +516,12 @@ pub trait Store: Send + Sync {
         operator: &str,
     ) -> StoreResult<()>;
     /// Ends the current holding of a card; returns who held it.
-    async fn release_card(&self, card: &CardKey, at: Timestamp, operator: &str)
-        -> StoreResult<String>;
+    async fn release_card(
+        &self,
+        card: &CardKey,
+        at: Timestamp,
+        operator: &str,
+    ) -> StoreResult<String>;
     /// Every assignment of the given cards (or of one assistant), oldest first.
     async fn card_history(
         &self,
@@ -555,8 +567,11 @@ pub trait Store: Send + Sync {
     async fn insert_pending(&self, p: &NewPending) -> StoreResult<()>;
     async fn pending(&self, id: &str) -> StoreResult<Option<PendingWrite>>;
     /// Entries of these assistants, newest first, at most `limit`.
-    async fn pending_of(&self, assistant_ids: &[String], limit: i64)
-        -> StoreResult<Vec<PendingWrite>>;
+    async fn pending_of(
+        &self,
+        assistant_ids: &[String],
+        limit: i64,
+    ) -> StoreResult<Vec<PendingWrite>>;
     /// Compare-and-set: `pending`/`failed` (and not expired) → `forwarding` by this
     /// doctor, with a lease. `false` when someone else won or the entry moved on.
     async fn claim_for_forwarding(
@@ -602,8 +617,11 @@ pub trait Store: Send + Sync {
         -> StoreResult<bool>;
     /// Grants started since `since`; with `open_only`, those whose consent follow-up is
     /// not yet recorded.
-    async fn emergencies(&self, since: Timestamp, open_only: bool)
-        -> StoreResult<Vec<EmergencyGrant>>;
+    async fn emergencies(
+        &self,
+        since: Timestamp,
+        open_only: bool,
+    ) -> StoreResult<Vec<EmergencyGrant>>;
     async fn emergency_followup(
         &self,
         id: &str,

@@ -219,6 +219,15 @@ async fn assign_in(
         )));
     }
     let key = card.encode();
+    // Two assignments of one card at once on PostgreSQL (READ COMMITTED): the second waits
+    // here for the first to commit and then sees its holder, instead of failing on the
+    // unique index as "store unavailable". SQLite's BEGIN IMMEDIATE already serializes.
+    if conn.backend_name() == "PostgreSQL" {
+        sqlx::query("SELECT 1 FROM (SELECT pg_advisory_xact_lock(7340916, hashtext($1))) AS l")
+            .bind(&key)
+            .execute(&mut *conn)
+            .await?;
+    }
     match current_holder(conn, &key).await? {
         Some(holder) if holder == assistant_id => return Ok(false),
         Some(holder) => {
@@ -229,13 +238,12 @@ async fn assign_in(
         }
         None => {}
     }
-    let last_until: Option<i64> = sqlx::query(
-        "SELECT MAX(assigned_until) FROM card_assignments WHERE card = $1",
-    )
-    .bind(&key)
-    .fetch_one(&mut *conn)
-    .await?
-    .try_get(0)?;
+    let last_until: Option<i64> =
+        sqlx::query("SELECT MAX(assigned_until) FROM card_assignments WHERE card = $1")
+            .bind(&key)
+            .fetch_one(&mut *conn)
+            .await?
+            .try_get(0)?;
     if last_until.is_some_and(|u| u > at) {
         return Err(StoreError::Rejected(format!(
             "card {key} was held until {}, after the requested start: history is not rewritten",
@@ -312,7 +320,8 @@ async fn add_supervisor_in(
     Ok(true)
 }
 
-const PENDING_COLUMNS: &str = "id, state, route_path, request_host, method, path_and_query, headers, body, \
+const PENDING_COLUMNS: &str =
+    "id, state, route_path, request_host, method, path_and_query, headers, body, \
      assistant_id, assistant_name, card_sha256, created_at, expires_at, confirmer, decided_at, \
      reject_reason, lease_until, attempts, upstream_status, upstream_content_type, upstream_body, \
      last_error, forwarded_at";
@@ -599,11 +608,7 @@ impl Store for SqlStore {
             .collect()
     }
 
-    async fn holder_at(
-        &self,
-        cards: &[CardKey],
-        at: Timestamp,
-    ) -> StoreResult<Option<CardHolder>> {
+    async fn holder_at(&self, cards: &[CardKey], at: Timestamp) -> StoreResult<Option<CardHolder>> {
         if cards.is_empty() {
             return Ok(None);
         }

@@ -4,6 +4,8 @@
 
 #![allow(dead_code)]
 
+pub mod postgres;
+pub mod workflow;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -160,8 +162,11 @@ pub fn pki() -> &'static Pki {
 pub struct Received {
     pub method: String,
     pub path: String,
+    pub query: Option<String>,
     pub headers: Vec<(String, String)>,
     pub body_len: u64,
+    /// The first 64 KiB of the body (uploads in the streaming tests are far bigger).
+    pub body_head: Vec<u8>,
 }
 
 impl Received {
@@ -251,6 +256,7 @@ async fn upstream_respond(
     use http_body_util::BodyExt;
     let method = req.method().to_string();
     let path = req.uri().path().to_owned();
+    let query = req.uri().query().map(str::to_owned);
     let headers: Vec<(String, String)> = req
         .headers()
         .iter()
@@ -263,17 +269,26 @@ async fn upstream_respond(
         .collect();
     let mut body = req.into_body();
     let mut body_len = 0u64;
+    let mut body_head = Vec::new();
     while let Some(frame) = body.frame().await {
         match frame {
-            Ok(f) => body_len += f.data_ref().map(|d| d.len() as u64).unwrap_or(0),
+            Ok(f) => {
+                if let Some(d) = f.data_ref() {
+                    body_len += d.len() as u64;
+                    let room = (64 * 1024usize).saturating_sub(body_head.len());
+                    body_head.extend_from_slice(&d[..d.len().min(room)]);
+                }
+            }
             Err(_) => break,
         }
     }
     rec.lock().unwrap().push(Received {
         method,
         path: path.clone(),
+        query,
         headers,
         body_len,
+        body_head,
     });
     let body: UpBody = match path
         .strip_prefix("/big/")
@@ -400,6 +415,11 @@ pub struct Gateway {
 impl Gateway {
     /// Writes `config_text` and starts `hpki-gateway run`; waits (bounded) until it listens.
     pub fn start(config_text: &str, listen: SocketAddr) -> Gateway {
+        Gateway::start_with_env(config_text, listen, &[])
+    }
+
+    /// [`Gateway::start`] with extra environment variables for the process.
+    pub fn start_with_env(config_text: &str, listen: SocketAddr, env: &[(&str, &str)]) -> Gateway {
         let dir = pki().dir.join(format!("gw-{}", listen.port()));
         std::fs::create_dir_all(&dir).unwrap();
         let config = dir.join("gateway.toml");
@@ -409,6 +429,7 @@ impl Gateway {
             .args(["run", "--config"])
             .arg(&config)
             .env("RUST_LOG", "info")
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
@@ -444,6 +465,12 @@ impl Gateway {
 
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// SIGKILL, as a crash: nothing is flushed or drained.
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 
     /// Peak resident set size of the gateway process so far (VmHWM), in KiB.
