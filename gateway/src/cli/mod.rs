@@ -1,9 +1,12 @@
 //! The `hpki-gateway` command line. Exit codes: 0 success, 1 a negative answer (invalid
 //! certificate, refused config), 2 bad input or usage.
 
+mod audit;
 mod cert;
+mod ledger;
 mod revocation_report;
 mod serve;
+mod store_cmd;
 mod trust;
 
 use clap::{Parser, Subcommand};
@@ -33,6 +36,12 @@ enum Command {
     /// Inspect the trust store of a configuration (offline).
     #[command(subcommand)]
     Trust(trust::TrustCommand),
+    /// The store's schema: `store migrate`.
+    Store(store_cmd::StoreArgs),
+    /// The clinic's ledger: assistants, their cards and supervising doctors (docs/ledger.md).
+    Ledger(ledger::LedgerArgs),
+    /// After-the-fact reviews: emergency grants awaiting consent follow-up.
+    Audit(audit::AuditArgs),
 }
 
 pub const EXIT_OK: i32 = 0;
@@ -58,5 +67,8 @@ pub fn main() -> i32 {
         Command::Demo(a) => serve::demo(a),
         Command::Cert(c) => cert::run(c),
         Command::Trust(c) => trust::run(c),
+        Command::Store(a) => store_cmd::run(a),
+        Command::Ledger(a) => ledger::run(a),
+        Command::Audit(a) => audit::run(a),
     }
 }
