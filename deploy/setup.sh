@@ -12,8 +12,11 @@ set -euo pipefail
 # What the tests use today: the openssl CLI builds and cross-checks the test PKI; curl is
 # the client of the end-to-end tests; SoftHSM2 + opensc's pkcs11-tool + OpenSSL's pkcs11
 # engine are the HPKI card of tests/e2e_card_and_streaming.rs; procps for ps/kill;
-# nginx-light is the peer tests/e2e_revocation.rs compares revocation decisions with.
-CORE=(openssl ca-certificates curl softhsm2 opensc libengine-pkcs11-openssl procps nginx-light)
+# nginx-light is the peer tests/e2e_revocation.rs compares revocation decisions with;
+# postgresql (server + psql) is the throwaway database scripts/test.sh starts with
+# scripts/pg-throwaway.sh, so that tests/store_suite.rs runs on PostgreSQL as well as SQLite.
+CORE=(openssl ca-certificates curl softhsm2 opensc libengine-pkcs11-openssl procps nginx-light
+      postgresql)
 # The real peers of later test suites (recipes in ../shared/recipes/README.md).
 PEERS=(softhsm2 opensc opensc-pkcs11 libengine-pkcs11-openssl pcscd libpcsclite-dev
        pcsc-tools vsmartcard-vpcd libnss3-tools chromium nginx-light postgresql)
