@@ -280,7 +280,7 @@ impl Denial {
             },
             Denial::CsrfFailed => Texts {
                 title_ja: "フォームの送信を確認できませんでした",
-                advice_ja: "このページを開き直してから、もう一度操作してください。別のサイトから送信されたフォームは受け付けません。",
+                advice_ja: "別のサイトから送信されたフォームは受け付けません。このページを開き直してから、もう一度操作してください。",
                 title_en: "The form submission could not be verified",
                 advice_en: "Open the page again and repeat the action. Forms sent from another site are not accepted.",
             },
@@ -988,6 +988,12 @@ mod tests {
             (Denial::UpstreamUnavailable, 502),
             (Denial::UpstreamTimeout, 504),
             (Denial::BadRequest, 400),
+            (Denial::AssistantNotInLedger, 403),
+            (Denial::StoreUnavailable, 503),
+            (Denial::NotSupervisor, 403),
+            (Denial::PendingNotFound, 404),
+            (Denial::PendingAlreadyDecided, 409),
+            (Denial::CsrfFailed, 403),
         ];
         assert_eq!(expected.len(), Denial::GATEWAY.len());
         for (d, status) in expected {

@@ -534,6 +534,8 @@ fn unix_now() -> u64 {
 #[test]
 fn every_card_gets_the_decision_its_certificate_and_route_call_for() {
     let (gw, up) = support::gateway("hpki-card", "optional");
+    // The clinic's card is usable once the ledger names its holder.
+    seed_clinic_card(&gw);
     let leaves = &pki().manifest.leaves;
 
     // The derivation from the manifest must not be vacuous: the brief's cases, by hand.
@@ -791,7 +793,9 @@ fn upstream_gets_exactly_the_documented_identity_headers() {
         r.headers
     );
 
-    // An organization card on a route that admits organizations: no role header at all.
+    // An organization card on a route that admits organizations: no role header at all,
+    // and the assistant the ledger names as the card's holder.
+    seed_clinic_card(&gw);
     let o = leaf("org-clinic");
     let r = curl(&gw, Some(&card_with_chain("org-clinic")), "/clinic", &[]);
     assert_eq!(r.status, 200, "{}\n{}", r.describe(), gw.log_text());
@@ -799,6 +803,8 @@ fn upstream_gets_exactly_the_documented_identity_headers() {
     let all = dump(&seen);
     assert_eq!(seen.all("x-hpki-kind"), ["organization"], "{all}");
     assert!(seen.all("x-hpki-role").is_empty(), "{all}");
+    assert_eq!(seen.all("x-hpki-assistant-id"), ["a-001"], "{all}");
+    assert_eq!(seen.all("x-hpki-supervisors"), ["Test000001"], "{all}");
     assert_eq!(seen.all("x-hpki-id"), [o.hpki_id.as_str()], "{all}");
     assert_eq!(
         percent_decode(seen.header("x-hpki-name").unwrap()),
@@ -807,6 +813,17 @@ fn upstream_gets_exactly_the_documented_identity_headers() {
     assert_eq!(
         r.header("x-hpki-request-id"),
         seen.header("x-hpki-request-id")
+    );
+}
+
+/// Records assistant a-001 as the holder of `org-clinic`, supervised by `doctor`.
+fn seed_clinic_card(gw: &Gateway) {
+    use support::workflow::{assistant, gateway_store, seed};
+    seed(
+        &*gateway_store(gw),
+        &assistant("a-001", "受付\u{3000}花子", "Hanako Uketsuke"),
+        "org-clinic",
+        &["doctor"],
     );
 }
 
