@@ -357,7 +357,7 @@ fn ledger_scenario(ctx: Ctx) {
     assert_eq!(list[0]["name_romaji"], "Yamada Hanako");
     assert_eq!(list[0]["facility"], "本院");
     assert_eq!(list[0]["active"], true);
-    assert_eq!(list[0]["active_from"], "2026-01-01T00:00:00Z");
+    assert_eq!(list[0]["active_from"], "2026-01-01T00:00:00+09:00");
     assert_eq!(list[0]["cards"], Value::Array(vec![]));
 
     // Assign by certificate: recorded by its SHA-256, and the output says so.
@@ -525,8 +525,12 @@ fn ledger_scenario(ctx: Ctx) {
     assert_eq!(
         holders,
         [
-            ("A1", "2026-02-01T00:00:00Z", Some("2026-03-01T00:00:00Z")),
-            ("A2", "2026-03-01T00:00:00Z", None),
+            (
+                "A1",
+                "2026-02-01T00:00:00+09:00",
+                Some("2026-03-01T00:00:00+09:00")
+            ),
+            ("A2", "2026-03-01T00:00:00+09:00", None),
         ],
         "{history:#}"
     );
@@ -839,7 +843,7 @@ fn import_scenario(ctx: Ctx) {
     assert_eq!(
         b2,
         format!(
-            "B2,\"加藤, 三郎\",Kato Saburo,分院,2026-04-01T00:30:00Z,2026-12-31,,\"C=JP, O=Card Issuer \\; Test, CN=Org CA\",a1b,\"{d1}|{i1};{d2}|{i2}\"",
+            "B2,\"加藤, 三郎\",Kato Saburo,分院,2026-04-01T09:30:00+09:00,2026-12-31,,\"C=JP, O=Card Issuer \\; Test, CN=Org CA\",a1b,\"{d1}|{i1};{d2}|{i2}\"",
             d1 = doctor.hpki_id,
             i1 = doctor.issuer,
             d2 = doctor2.hpki_id,
@@ -961,7 +965,7 @@ fn audit_scenario(ctx: Ctx) {
         doctor_of("doctor").hpki_id.as_str()
     );
     assert_eq!(open[0]["patient_ref"], "P-001");
-    assert_eq!(open[0]["started_at"], "2026-04-02T01:00:00Z");
+    assert_eq!(open[0]["started_at"], "2026-04-02T10:00:00+09:00");
     let text = ctx.ok(&["audit", "emergency", "--since", "2026-04-01"]);
     assert!(
         text.contains("e-one")

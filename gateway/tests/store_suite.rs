@@ -109,6 +109,7 @@ both_backends!(
     concurrent_assignments_give_one_holder,
     card_keys_by_issuer_and_serial,
     deactivation_releases_cards,
+    an_ended_holder_gives_up_the_card,
     supervisors_come_and_go,
     two_holders_of_one_certificate_are_refused,
     import_commits_a_good_ledger,
@@ -1485,4 +1486,43 @@ async fn shared_setting_first_value_wins(fx: Fixture) {
         other.shared_setting("cookie-key", "v3").await.unwrap(),
         "v1"
     );
+}
+
+/// A holder whose `active_until` has passed (set by an import, not by `deactivate`)
+/// holds nothing: nobody is the card's holder after that, and the card can be given to
+/// someone else without a manual release; the history shows when the holding ended.
+async fn an_ended_holder_gives_up_the_card(fx: Fixture) {
+    let s = fx.store().await;
+    let card = sha(0xE1);
+    s.add_assistant(&assistant("A", "甲"), OP).await.unwrap();
+    s.add_assistant(&assistant("B", "乙"), OP).await.unwrap();
+    s.assign_card(&card, "A", T0 + 10, OP).await.unwrap();
+    let mut ended = assistant("A", "甲");
+    ended.active_until = Some(T0 + 50);
+    let mut row = ledger_row(2, "A", "甲", vec![], &[]);
+    row.assistant = ended;
+    let report = s
+        .import_ledger(&[row], T0 + 40, "csv", false)
+        .await
+        .unwrap();
+    assert!(report.committed, "{report:?}");
+    assert_eq!(
+        s.holder_at(std::slice::from_ref(&card), T0 + 30)
+            .await
+            .unwrap()
+            .map(|h| h.assistant.id),
+        Some("A".into())
+    );
+    assert!(s
+        .holder_at(std::slice::from_ref(&card), T0 + 70)
+        .await
+        .unwrap()
+        .is_none());
+    s.assign_card(&card, "B", T0 + 80, OP).await.unwrap();
+    let history = s.card_history(Some(&card), None).await.unwrap();
+    assert_eq!(history.len(), 2, "{history:?}");
+    assert_eq!(history[0].assistant_id, "A");
+    assert_eq!(history[0].assigned_until, Some(T0 + 50));
+    assert_eq!(history[1].assistant_id, "B");
+    assert_eq!(history[1].assigned_until, None);
 }

@@ -954,6 +954,7 @@ fn changes(s: &Session, a: ChangesArgs) -> CmdResult {
                     json!({
                         "id": c.id,
                         "at": fmt_time(c.at),
+                        "recorded_at": fmt_time(c.recorded_at),
                         "operator": c.operator,
                         "action": c.action,
                         "subject": c.subject,
@@ -974,8 +975,14 @@ fn changes(s: &Session, a: ChangesArgs) -> CmdResult {
         );
     }
     for c in &list {
+        // A change recorded later than it takes effect is backdated: say so.
+        let recorded = if c.recorded_at > c.at + 60 {
+            format!(" (recorded {})", fmt_time(c.recorded_at))
+        } else {
+            String::new()
+        };
         println!(
-            "{}  {}  {}  {}  {}",
+            "{}{recorded}  {}  {}  {}  {}",
             fmt_time(c.at),
             c.operator,
             c.action,
@@ -1006,11 +1013,12 @@ pub const CSV_COLUMNS: [&str; 10] = [
 
 const BOM: &str = "\u{feff}";
 
-/// A date as exported: the day when it is midnight UTC (what `2026-04-01` means on
-/// import), RFC 3339 otherwise. Both read back to the same instant.
+/// A date as exported: the day when it is midnight Japan time (what `2026-04-01` means
+/// on import), RFC 3339 otherwise. Both read back to the same instant.
 fn csv_time(t: Timestamp) -> String {
-    if t.rem_euclid(86_400) == 0 {
-        if let Ok(d) = time::OffsetDateTime::from_unix_timestamp(t) {
+    if (t + i64::from(store::JST.whole_seconds())).rem_euclid(86_400) == 0 {
+        if let Ok(d) = time::OffsetDateTime::from_unix_timestamp(t).map(|d| d.to_offset(store::JST))
+        {
             let day = time::macros::format_description!("[year]-[month]-[day]");
             if let Ok(s) = d.date().format(&day) {
                 return s;
@@ -1501,7 +1509,9 @@ mod tests {
         for t in [0, 1_775_001_600, 1_775_001_600 + 3600 * 9 + 7] {
             assert_eq!(store::parse_time(&csv_time(t)), Ok(t));
         }
-        assert_eq!(csv_time(1_775_001_600), "2026-04-01");
+        // 2026-04-01T00:00:00+09:00: a bare day in Japan time.
+        assert_eq!(csv_time(1_775_001_600 - 9 * 3600), "2026-04-01");
+        assert_eq!(csv_time(1_775_001_600), "2026-04-01T09:00:00+09:00");
     }
 
     #[test]

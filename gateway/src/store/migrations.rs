@@ -54,6 +54,7 @@ CREATE INDEX supervisions_by_doctor ON supervisions(doctor_hpki_id, doctor_issue
 CREATE TABLE ledger_changes (
     id TEXT PRIMARY KEY,
     at BIGINT NOT NULL,
+    recorded_at BIGINT NOT NULL,
     operator TEXT NOT NULL,
     action TEXT NOT NULL,
     subject TEXT NOT NULL,

@@ -28,19 +28,24 @@ pub fn now() -> Timestamp {
     crate::proxy::now().0 as i64
 }
 
-/// RFC 3339 in UTC, for pages and the CLI.
+/// Japan Standard Time: the clinics this serves think in it, so a bare date means
+/// midnight there and times are shown with +09:00.
+pub const JST: time::UtcOffset = time::macros::offset!(+9);
+
+/// RFC 3339 in Japan time (`2026-04-01T09:30:00+09:00`), for pages and the CLI.
 pub fn format_time(t: Timestamp) -> String {
     time::OffsetDateTime::from_unix_timestamp(t)
         .ok()
         .and_then(|d| {
-            d.format(&time::format_description::well_known::Rfc3339)
+            d.to_offset(JST)
+                .format(&time::format_description::well_known::Rfc3339)
                 .ok()
         })
         .unwrap_or_else(|| t.to_string())
 }
 
 /// Reads a date an operator typed: RFC 3339 (`2026-04-01T09:00:00+09:00`) or a day
-/// (`2026-04-01`, midnight UTC).
+/// (`2026-04-01`, midnight Japan time).
 pub fn parse_time(s: &str) -> Result<Timestamp, String> {
     use time::format_description::well_known::Rfc3339;
     let s = s.trim();
@@ -49,7 +54,7 @@ pub fn parse_time(s: &str) -> Result<Timestamp, String> {
     }
     let day = time::macros::format_description!("[year]-[month]-[day]");
     time::Date::parse(s, &day)
-        .map(|d| d.midnight().assume_utc().unix_timestamp())
+        .map(|d| d.midnight().assume_offset(JST).unix_timestamp())
         .map_err(|_| format!("{s:?} is not a date: write 2026-04-01 or 2026-04-01T09:00:00+09:00"))
 }
 
@@ -281,7 +286,10 @@ pub struct CardHolder {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct LedgerChange {
     pub id: String,
+    /// When the change takes effect (`--at`, which may be in the past or future).
     pub at: Timestamp,
+    /// When it was recorded: a backdated change is told apart by this.
+    pub recorded_at: Timestamp,
     pub operator: String,
     pub action: String,
     pub subject: String,

@@ -135,11 +135,12 @@ async fn record_change(
     detail: &str,
 ) -> StoreResult<()> {
     sqlx::query(
-        "INSERT INTO ledger_changes (id, at, operator, action, subject, detail) \
-         VALUES ($1, $2, $3, $4, $5, $6)",
+        "INSERT INTO ledger_changes (id, at, recorded_at, operator, action, subject, detail) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
     )
     .bind(new_id("l-"))
     .bind(at)
+    .bind(now())
     .bind(operator)
     .bind(action)
     .bind(subject)
@@ -230,12 +231,27 @@ async fn assign_in(
     }
     match current_holder(conn, &key).await? {
         Some(holder) if holder == assistant_id => return Ok(false),
-        Some(holder) => {
-            return Err(StoreError::Rejected(format!(
-                "card {key} is held by {holder:?}: release it first with \
-                 `hpki-gateway ledger card release`"
-            )))
-        }
+        Some(holder) => match ended_before(conn, &holder, at).await? {
+            // The holder's time at the clinic has ended: their holding ended with it.
+            Some(end) => {
+                sqlx::query(
+                    "UPDATE card_assignments SET assigned_until = $2, released_by = $3 \
+                     WHERE card = $1 AND assigned_until IS NULL",
+                )
+                .bind(&key)
+                .bind(end)
+                .bind(operator)
+                .execute(&mut *conn)
+                .await?;
+                record_change(conn, end, operator, "card.release", &holder, &key).await?;
+            }
+            None => {
+                return Err(StoreError::Rejected(format!(
+                    "card {key} is held by {holder:?}: release it first with \
+                     `hpki-gateway ledger card release`"
+                )))
+            }
+        },
         None => {}
     }
     let last_until: Option<i64> =
@@ -263,6 +279,18 @@ async fn assign_in(
     .await?;
     record_change(conn, at, operator, "card.assign", assistant_id, &key).await?;
     Ok(true)
+}
+
+/// When an assistant's time at the clinic ended, if it ended by `at`.
+async fn ended_before(
+    conn: &mut AnyConnection,
+    assistant_id: &str,
+    at: Timestamp,
+) -> StoreResult<Option<Timestamp>> {
+    Ok(find_assistant(conn, assistant_id)
+        .await?
+        .and_then(|a| a.active_until)
+        .filter(|u| *u <= at))
 }
 
 async fn add_supervisor_in(
@@ -770,7 +798,7 @@ impl Store for SqlStore {
 
     async fn ledger_changes(&self, since: Timestamp) -> StoreResult<Vec<LedgerChange>> {
         let rows = sqlx::query(
-            "SELECT id, at, operator, action, subject, detail FROM ledger_changes \
+            "SELECT id, at, recorded_at, operator, action, subject, detail FROM ledger_changes \
              WHERE at >= $1 ORDER BY at, id",
         )
         .bind(since)
@@ -781,6 +809,7 @@ impl Store for SqlStore {
                 Ok(LedgerChange {
                     id: r.try_get("id")?,
                     at: r.try_get("at")?,
+                    recorded_at: r.try_get("recorded_at")?,
                     operator: r.try_get("operator")?,
                     action: r.try_get("action")?,
                     subject: r.try_get("subject")?,
@@ -839,6 +868,20 @@ impl Store for SqlStore {
                     if add_supervisor_in(&mut tx, &a.id, doctor, at, operator).await? {
                         report.supervisors_added += 1;
                     }
+                }
+                // An assistant the file ends holds no card, as with `deactivate_assistant`
+                // (a future end is left to `holder_at`, which asks whether the holder
+                // is active, and to `assign_in`, which takes a card from an ended holder).
+                if let Some(until) = a.active_until.filter(|u| *u <= at) {
+                    sqlx::query(
+                        "UPDATE card_assignments SET assigned_until = $2, released_by = $3 \
+                         WHERE assistant_id = $1 AND assigned_until IS NULL",
+                    )
+                    .bind(&a.id)
+                    .bind(until)
+                    .bind(operator)
+                    .execute(&mut *tx)
+                    .await?;
                 }
                 Ok(())
             }
