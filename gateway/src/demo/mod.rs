@@ -66,6 +66,16 @@ allow_kinds = ["person", "organization"]
 path = "/public"
 upstream = "http://{portal}"
 allow_anonymous = true
+
+# An assistant's writes wait for a supervising doctor's confirmation (/_hpki/pending).
+[[route]]
+path = "/records"
+upstream = "http://{portal}"
+allow_kinds = ["person", "organization"]
+hold_writes_from = ["assistant"]
+
+[store]
+url = "sqlite://var/hpki-gateway.db"
 "#
     )
 }
@@ -81,9 +91,12 @@ pub fn prepare(opts: &DemoOptions) -> Result<PathBuf, String> {
             "demo: generating an HPKI-shaped test PKI in {} ...",
             pki_dir.display()
         );
-        if pki_dir.exists() {
-            std::fs::remove_dir_all(&pki_dir)
-                .map_err(|e| format!("cannot clear {}: {e}", pki_dir.display()))?;
+        // The ledger names the old cards: it goes with them.
+        for old in [pki_dir.clone(), dir.join("var")] {
+            if old.exists() {
+                std::fs::remove_dir_all(&old)
+                    .map_err(|e| format!("cannot clear {}: {e}", old.display()))?;
+            }
         }
         let options = pki_tests::GenerateOptions {
             // The demo portal serves the CRLs at the distribution points it names.
@@ -167,6 +180,9 @@ fn instructions(dir: &Path, listen: SocketAddr) -> String {
          # an expired card: cert_expired\n{}\n\n\
          # a clinic's organization card: kind_not_allowed on /, accepted on /clinic\n{}\n{}\n\n\
          # spoofed identity headers never reach the portal\n{} -H 'X-HPKI-Role: Medical Doctor' -H 'x-hpki-id: forged'\n\n\
+         # the clinic card's holder (assistant a-001 in the demo ledger) enters a record: held (202)\n{} --data 'patient=P-001&note=BP 120/80'\n\
+         # the supervising doctor reads and confirms it (in a browser: {url}/_hpki/pending)\n{} -H 'Accept: application/json'\n\
+         # then the portal lists it with who entered and who confirmed it\n{}\n\n\
          # no card: client_certificate_required, but /public is open\n\
          curl --cacert {d}/server/server-ca.pem {url}/\n\
          curl --cacert {d}/server/server-ca.pem {url}/public\n\n\
@@ -181,7 +197,71 @@ fn instructions(dir: &Path, listen: SocketAddr) -> String {
         curl("org-clinic", "/"),
         curl("org-clinic", "/clinic"),
         curl("clerk", "/"),
+        curl("org-clinic", "/records"),
+        curl("doctor", "/_hpki/pending"),
+        curl("doctor", "/records"),
     )
+}
+
+/// The demo clinic's ledger: its organization card (`org-clinic`) is held by assistant
+/// `a-001`, whom the demo doctor supervises. Written once; a later run keeps what an
+/// operator changed with `hpki-gateway ledger`.
+async fn seed_ledger(store: &dyn crate::store::Store, certs: &Path) -> Result<(), String> {
+    use crate::store::{Assistant, CardKey, DoctorRef};
+    const ID: &str = "a-001";
+    if store
+        .assistant(ID)
+        .await
+        .map_err(|e| e.to_string())?
+        .is_some()
+    {
+        return Ok(());
+    }
+    let read = |name: &str| -> Result<crate::pki::ParsedCertificate, String> {
+        let path = certs.join(format!("{name}.pem"));
+        let pem = std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let der = rustls_pki_types::CertificateDer::from_pem_slice(&pem)
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        crate::pki::ParsedCertificate::from_der(der.as_ref())
+            .map_err(|e| format!("{}: {}", path.display(), e.detail))
+    };
+    use rustls_pki_types::pem::PemObject;
+    let card = read("org-clinic")?;
+    let doctor = read("doctor")?;
+    let hpki_id = crate::pki::read_identity(&doctor)
+        .ok()
+        .and_then(|i| i.hpki_id)
+        .ok_or("the demo doctor's certificate has no HPKI id")?;
+    let now = crate::store::now();
+    let op = "hpki-gateway demo";
+    let assistant = Assistant {
+        id: ID.into(),
+        name_kanji: "受付\u{3000}花子".into(),
+        name_romaji: "Hanako Uketsuke".into(),
+        facility: "神楽坂クリニック".into(),
+        active_from: now - 60,
+        active_until: None,
+    };
+    let e = |e: crate::store::StoreError| e.to_string();
+    store.add_assistant(&assistant, op).await.map_err(e)?;
+    store
+        .assign_card(
+            &CardKey::Sha256(crate::pki::name::hex(card.sha256())),
+            ID,
+            now - 60,
+            op,
+        )
+        .await
+        .map_err(e)?;
+    let doctor = DoctorRef {
+        hpki_id,
+        issuer: crate::pki::name::display(doctor.issuer()),
+    };
+    store
+        .add_supervisor(ID, &doctor, now, op)
+        .await
+        .map_err(e)?;
+    Ok(())
 }
 
 /// Runs the demo until Ctrl-C.
@@ -189,6 +269,9 @@ pub async fn run(opts: DemoOptions) -> Result<(), String> {
     let config_path = prepare(&opts)?;
     let config = Config::load(&config_path).map_err(|e| e.to_string())?;
     let store = crate::proxy::connect_store(&config).await?;
+    seed_ledger(&*store.store, &opts.dir.join("pki/certs"))
+        .await
+        .map_err(|e| format!("demo ledger: {e}"))?;
     let gateway = Gateway::build(config, store).map_err(|p| p.join("\n"))?;
     let portal = portal::bind(opts.portal).await.map_err(|e| {
         format!(
