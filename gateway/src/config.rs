@@ -1540,6 +1540,30 @@ fn validate_route(
             );
         }
     }
+    // Assistants come with organization cards, which carry no hcRole: a route that holds
+    // their writes must let them in, or the holding could never happen.
+    if holds_ok && !hold_writes_from.is_empty() {
+        if !allow_roles.is_empty() {
+            holds_ok = false;
+            problems.push(
+                format!("{prefix}.hold_writes_from"),
+                "assistants use organization cards, which carry no hcRole, so allow_roles \
+                 would refuse them: remove allow_roles from this route (put doctors-only \
+                 paths in a route of their own)",
+            );
+        }
+        if allow_kinds
+            .as_ref()
+            .is_some_and(|k| !k.contains(&CertKindConfig::Organization))
+        {
+            holds_ok = false;
+            problems.push(
+                format!("{prefix}.hold_writes_from"),
+                "assistants use organization cards: add \"organization\" to allow_kinds, \
+                 like allow_kinds = [\"person\", \"organization\"]",
+            );
+        }
+    }
 
     if !(upstream_ca_ok && roles_ok && anonymous_ok && holds_ok) {
         return None;
@@ -2348,7 +2372,6 @@ host = "Portal.Example.JP"
 path = "/emr/"
 upstream = "HTTPS://emr.internal:8443/base/"
 upstream_ca = "upstream-ca.pem"
-allow_roles = ["Medical Doctor"]
 allow_kinds = ["person", "organization"]
 hold_writes_from = ["assistant"]
 
@@ -2358,9 +2381,26 @@ path = "/public"
 upstream = "http://[::1]/"
 allow_anonymous = true
 
+[[route]]
+path = "/rx"
+upstream = "http://127.0.0.1:9000"
+allow_roles = ["Medical Doctor"]
+
 [limits]
 max_request_body = "10MB"
 max_request_headers = 50
+
+[store]
+url = "postgres://gw:secret@db.internal/hpki"
+cache_ttl = "0s"
+
+[confirm]
+max_body = "64KiB"
+expire_after = "2d"
+
+[emergency]
+allow_roles = ["Medical Doctor"]
+duration = "15m"
 
 [timeouts]
 header_read = 3
@@ -2403,6 +2443,13 @@ shutdown_grace = "1d"
             vec![CertKindConfig::Person, CertKindConfig::Organization]
         );
         assert_eq!(emr.hold_writes_from, vec!["assistant"]);
+        assert_eq!(config.routes[2].allow_roles, vec!["Medical Doctor"]);
+        assert_eq!(config.store.url, "postgres://gw:secret@db.internal/hpki");
+        assert_eq!(config.store.cache_ttl, Duration::ZERO);
+        assert_eq!(config.confirm.max_body, 64 * 1024);
+        assert_eq!(config.confirm.expire_after, Duration::from_secs(2 * 86400));
+        assert_eq!(config.emergency.allow_roles, vec!["Medical Doctor"]);
+        assert_eq!(config.emergency.duration, Duration::from_secs(900));
 
         let public = &config.routes[1];
         assert_eq!(public.host, None);
@@ -2418,6 +2465,24 @@ shutdown_grace = "1d"
         assert_eq!(config.timeouts.upstream_connect, Duration::from_millis(500));
         assert_eq!(config.timeouts.upstream_response, Duration::from_secs(3600));
         assert_eq!(config.timeouts.shutdown_grace, Duration::from_secs(86400));
+    }
+
+    #[test]
+    fn a_route_that_holds_assistants_writes_must_let_assistants_in() {
+        let fx = Fixture::new();
+        let text = with(&[]) + "\n[[route]]\npath = \"/records\"\nupstream = \"http://127.0.0.1:9000\"\nallow_roles = [\"Medical Doctor\"]\nallow_kinds = [\"person\", \"organization\"]\nhold_writes_from = [\"assistant\"]\n\n[[route]]\npath = \"/notes\"\nupstream = \"http://127.0.0.1:9000\"\nhold_writes_from = [\"assistant\"]\n";
+        let problems = fx.problems(&text);
+        assert_problem(
+            &problems,
+            "route[1].hold_writes_from",
+            &["carry no hcRole", "remove allow_roles"],
+        );
+        assert_problem(
+            &problems,
+            "route[2].hold_writes_from",
+            &["add \"organization\" to allow_kinds"],
+        );
+        assert_eq!(problems.len(), 2, "{problems:?}");
     }
 
     #[test]

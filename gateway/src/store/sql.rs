@@ -138,7 +138,7 @@ async fn record_change(
         "INSERT INTO ledger_changes (id, at, recorded_at, operator, action, subject, detail) \
          VALUES ($1, $2, $3, $4, $5, $6, $7)",
     )
-    .bind(new_id("l-"))
+    .bind(change_id())
     .bind(at)
     .bind(now())
     .bind(operator)
@@ -148,6 +148,16 @@ async fn record_change(
     .execute(&mut *conn)
     .await?;
     Ok(())
+}
+
+/// Change ids sort in recording order (changes made in the same second list in the
+/// order they happened): nanoseconds since the epoch, then randomness.
+fn change_id() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0);
+    new_id(&format!("l-{nanos:016x}-"))
 }
 
 const ASSISTANT_COLUMNS: &str = "id, name_kanji, name_romaji, facility, active_from, active_until";
