@@ -172,6 +172,11 @@ pub fn check_config(args: CheckConfigArgs) -> i32 {
                     p.directory.intermediates.len()
                 );
             }
+            println!(
+                "  store {} ({})",
+                crate::store::redact_url(&gw.config.store.url),
+                gw.store.backend().as_str()
+            );
             for r in &gw.config.routes {
                 println!(
                     "  route {}{} -> {}",
