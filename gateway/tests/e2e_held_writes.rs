@@ -475,6 +475,17 @@ fn hostile_content_is_shown_escaped_not_run() {
         r.body
     );
     assert!(!r.body.contains("<script"), "{}", r.body);
+    // Never framed (clickjacking the confirm button); forms post to the gateway only.
+    let r = curl(
+        &e.gw,
+        Some("doctor"),
+        &format!("/_hpki/pending/{id}"),
+        &["-D", "/dev/stderr"],
+    );
+    let head = r.stderr.to_ascii_lowercase();
+    assert!(head.contains("x-frame-options: deny"), "{head}");
+    assert!(head.contains("frame-ancestors 'none'"), "{head}");
+    assert!(head.contains("form-action 'self'"), "{head}");
     // The form posts to the gateway only; the page has no script.
     assert!(r.body.contains("form-action &#39;self&#39;") || r.body.contains("form-action 'self'"));
     assert!(r.body.contains("name=\"csrf\""), "{}", r.body);

@@ -542,7 +542,9 @@ pub(super) async fn read_form(
         .and_then(|v| v.to_str().ok())
     {
         let host = super::request_host(&req).unwrap_or_default();
-        if origin != "null" && origin != format!("https://{host}") {
+        // Browsers leave the default port out of Origin; a Host header may carry it.
+        let host = host.strip_suffix(":443").unwrap_or(&host);
+        if origin != "null" && !origin.eq_ignore_ascii_case(&format!("https://{host}")) {
             return Err((
                 Denial::CsrfFailed,
                 format!("the form was sent from {origin}, not from this gateway"),

@@ -761,8 +761,20 @@ fn page_response(page: pages::Page) -> Response<Body> {
         header::CONTENT_TYPE,
         HeaderValue::from_static(page.content_type),
     );
-    r.headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    let h = r.headers_mut();
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    // The gateway's own pages carry forms (confirm, reject, emergency): never framed, so
+    // that another site cannot overlay them to steal a doctor's click. The pages' own
+    // <meta> policy stays in force too (both apply).
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(pages::FORMS_CONTENT_SECURITY_POLICY),
+    );
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     r
 }
 
