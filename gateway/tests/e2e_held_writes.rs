@@ -716,3 +716,51 @@ fn postgres_crash_recovery_by_the_surviving_gateway() {
     std::thread::sleep(Duration::from_secs(3));
     assert!(upstream.take().is_empty(), "delivered twice");
 }
+
+#[test]
+fn postgres_outage_refuses_assistants_clearly_and_keeps_doctors_working() {
+    let url = support::postgres::fresh_database();
+    let e = env_with(Some(&url), "");
+    let r = curl(&e.gw, Some(ASSISTANT), "/clinic", &[]);
+    assert_eq!(r.status, 200, "{}", r.body);
+    e.upstream.take();
+    // The database disappears under the running gateway.
+    let (server, name) = url.rsplit_once('/').unwrap();
+    let out = std::process::Command::new("psql")
+        .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-d"])
+        .arg(format!("{server}/postgres"))
+        .arg("-c")
+        .arg(format!("DROP DATABASE {name} WITH (FORCE)"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r = curl(
+        &e.gw,
+        Some(ASSISTANT),
+        "/records",
+        &["-H", "Accept: application/json", "--data", "lost=1"],
+    );
+    assert_eq!(r.status, 503, "{}", r.body);
+    assert_eq!(error_code(&r.body).as_deref(), Some("store_unavailable"));
+    let r = curl(&e.gw, Some(ASSISTANT), "/clinic", &[]);
+    assert_eq!(r.status, 503, "{}", r.body);
+    assert!(
+        r.body.contains("保存されていません"),
+        "the page says nothing was saved: {}",
+        r.body
+    );
+    assert!(
+        e.upstream.take().is_empty(),
+        "nothing reaches the portal unattributed"
+    );
+    // A doctor's ordinary request still goes through.
+    let r = curl(&e.gw, Some("doctor"), "/", &[]);
+    assert_eq!(r.status, 200, "{}", r.body);
+    let got = e.upstream.take();
+    assert_eq!(got.len(), 1);
+    assert!(got[0].header("x-hpki-emergency").is_none());
+}
