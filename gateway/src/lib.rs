@@ -2,6 +2,7 @@
 //! front of portals that know nothing of certificates. See docs/ARCHITECTURE.md.
 
 pub mod assertion;
+pub mod audit;
 pub mod cli;
 pub mod config;
 pub mod demo;
