@@ -488,6 +488,8 @@ fn verify_node(
             hash: last.hash.clone(),
         });
     }
+    // In file order, whichever check found them.
+    problems.sort_by(|a, b| (&a.segment, a.line).cmp(&(&b.segment, b.line)));
     report.problems.extend(problems);
     report.notes.extend(notes);
 }
