@@ -6,7 +6,7 @@
 //! off at a record boundary leave a valid, shorter log; without the key, a consistent
 //! rewrite from any record onwards is valid too. Anchor the head (`Head`) elsewhere.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::path::Path;
 
@@ -127,7 +127,6 @@ pub fn verify(dir: &Path, key: Option<&[u8]>) -> VerifyReport {
 
 /// One record as found, for the chain checks.
 struct Entry {
-    seg: usize,
     line: usize,
     seq: u64,
     prev: String,
@@ -160,11 +159,11 @@ fn verify_node(
         }
     };
     let mut notes = Vec::new();
-    let mut entries: Vec<Entry> = Vec::new();
     let mut macs_unchecked = false;
-    // Index of the first entry of each segment, and whether a numbering gap precedes it.
-    let mut seg_first: Vec<Option<usize>> = Vec::new();
-    let mut gap_before: Vec<bool> = Vec::new();
+    let mut chain = Chain::new(
+        node,
+        segments.first().map(|s| s.number == 1).unwrap_or(true),
+    );
     for (si, seg) in segments.iter().enumerate() {
         let expected = if si == 0 {
             1
@@ -206,17 +205,18 @@ fn verify_node(
                 },
             );
         }
-        gap_before.push(si > 0 && gap);
+        let gap_before = si > 0 && gap;
         let text = match read_segment(&seg.path) {
             Ok(t) => t,
             Err(e) => {
                 problem(&seg.name, None, ProblemKind::Unreadable, e.to_string());
-                seg_first.push(None);
                 continue;
             }
         };
         report.segments += 1;
-        let first_entry = entries.len();
+        // This segment's records (bounded by the segment size; the chain across segments
+        // is checked as a stream, so a five-year log does not need five years of memory).
+        let mut entries: Vec<Entry> = Vec::new();
         let is_last = si + 1 == segments.len();
         for (li, line) in text.lines.iter().enumerate() {
             let line_no = li + 1;
@@ -286,7 +286,6 @@ fn verify_node(
                 (None, None) => {}
             }
             entries.push(Entry {
-                seg: si,
                 line: line_no,
                 seq: r.seq,
                 prev: r.prev,
@@ -294,8 +293,7 @@ fn verify_node(
                 checkpoint: (r.event == EVENT_CHECKPOINT).then(|| r.detail.unwrap_or_default()),
             });
         }
-        seg_first.push((entries.len() > first_entry).then_some(first_entry));
-        let seg_entries = &entries[first_entry..];
+        let seg_entries = &entries[..];
         let last_line = text.lines.len();
         // Checkpoints: only as the last line, with counts that match.
         for (i, e) in seg_entries.iter().enumerate() {
@@ -388,108 +386,209 @@ fn verify_node(
                 )
             });
         }
+        for (i, e) in entries.into_iter().enumerate() {
+            // A missing segment explains the seq gap at its successor's first record.
+            chain.feed(&seg.name, e, i == 0 && gap_before);
+        }
     }
 
-    // The chain: seqs in order without gaps, each prev the hash of seq - 1.
-    let name = |e: &Entry| segments[e.seg].name.as_str();
-    let all: HashSet<u64> = entries.iter().map(|e| e.seq).collect();
-    let mut by_seq: HashMap<u64, usize> = HashMap::new();
-    let log_start = segments.first().map(|s| s.number == 1).unwrap_or(true);
-    let mut max_seen: Option<u64> = None;
-    let mut flagged: HashSet<usize> = HashSet::new();
-    for (i, e) in entries.iter().enumerate() {
-        let first_of_seg = seg_first.get(e.seg).copied().flatten() == Some(i);
-        match max_seen {
-            None => {
-                if log_start && e.seq != 1 {
-                    problem(
-                        name(e),
-                        Some(e.line),
-                        ProblemKind::Deleted,
-                        format!("the log starts at seq {}, not 1", e.seq),
-                    );
-                    flagged.insert(i);
-                }
-            }
-            Some(max) if e.seq <= max => {
-                let detail = match by_seq.get(&e.seq) {
-                    Some(&j) => format!(
-                        "seq {} appears twice (first at {}:{})",
-                        e.seq,
-                        name(&entries[j]),
-                        entries[j].line
-                    ),
-                    None => format!("seq {} comes after seq {max}", e.seq),
-                };
-                problem(name(e), Some(e.line), ProblemKind::Reordered, detail);
-                flagged.insert(i);
-            }
-            Some(max) if e.seq > max + 1 => {
-                let missing: Vec<u64> = (max + 1..e.seq).filter(|s| !all.contains(s)).collect();
-                // A missing segment explains the gap at its successor's first record.
-                let explained = first_of_seg && gap_before[e.seg];
-                if !missing.is_empty() && !explained {
-                    let (a, b) = (missing[0], missing[missing.len() - 1]);
-                    problem(
-                        name(e),
-                        Some(e.line),
-                        ProblemKind::Deleted,
-                        if a == b {
-                            format!("record seq {a} is missing before this line")
-                        } else {
-                            format!(
-                                "{} records (seq {a} to {b}) are missing before this line",
-                                missing.len()
-                            )
-                        },
-                    );
-                }
-                if !missing.is_empty() {
-                    flagged.insert(i);
-                }
-            }
-            Some(_) => {}
-        }
-        max_seen = Some(max_seen.map_or(e.seq, |m| m.max(e.seq)));
-        by_seq.entry(e.seq).or_insert(i);
-    }
-    for (i, e) in entries.iter().enumerate() {
-        if flagged.contains(&i) {
-            continue;
-        }
-        let want = match e.seq.checked_sub(1).and_then(|p| by_seq.get(&p)) {
-            Some(&j) => entries[j].hash.as_str(),
-            None if e.seq == 1 && log_start => ZERO_HASH,
-            None => continue, // no predecessor here: pruned, or reported as deleted
-        };
-        if e.prev != want {
-            problem(
-                name(e),
-                Some(e.line),
-                ProblemKind::Modified,
-                format!(
-                    "seq {}: prev does not match the hash of seq {}",
-                    e.seq,
-                    e.seq.saturating_sub(1)
-                ),
-            );
-        }
-    }
+    problems.extend(chain.finish());
     if macs_unchecked {
         notes.push(format!(
             "{node}: records carry MACs that were not checked (give the key)"
         ));
     }
-    if let Some(last) = entries.iter().max_by_key(|e| e.seq) {
-        report.heads.push(Head {
-            node: node.to_owned(),
-            segment: name(last).to_owned(),
-            seq: last.seq,
-            hash: last.hash.clone(),
-        });
+    if let Some(head) = chain.head.take() {
+        report.heads.push(head);
     }
     // In file order, whichever check found them.
     problems.sort_by(|a, b| (&a.segment, a.line).cmp(&(&b.segment, b.line)));
     report.problems.extend(problems);
     report.notes.extend(notes);
+}
+
+/// How many recent records the chain check remembers: reordering or a `prev` link that
+/// reaches further back than this is not classified (every record is still checked
+/// against its own hash).
+const WINDOW: usize = 65_536;
+
+/// Where a record was found.
+#[derive(Clone)]
+struct Loc {
+    segment: String,
+    line: usize,
+}
+
+/// Seqs absent when a later seq was seen; those that turn up later were reordered.
+struct Gap {
+    from: u64,
+    to: u64,
+    at: Loc,
+    explained: bool,
+    filled: u64,
+}
+
+/// The seq/prev chain of one node, checked as a stream with a bounded window.
+struct Chain {
+    node: String,
+    /// The node's log starts at segment 1 (not pruned): seq 1 with prev zeros.
+    log_start: bool,
+    max_seen: Option<u64>,
+    recent: HashMap<u64, (String, Loc)>,
+    order: VecDeque<u64>,
+    gaps: Vec<Gap>,
+    /// prev links whose predecessor had not been seen yet: predecessor seq -> (prev,
+    /// seq, where).
+    waiting: HashMap<u64, (String, u64, Loc)>,
+    problems: Vec<Problem>,
+    head: Option<Head>,
+}
+
+impl Chain {
+    fn new(node: &str, log_start: bool) -> Self {
+        Chain {
+            node: node.to_owned(),
+            log_start,
+            max_seen: None,
+            recent: HashMap::new(),
+            order: VecDeque::new(),
+            gaps: Vec::new(),
+            waiting: HashMap::new(),
+            problems: Vec::new(),
+            head: None,
+        }
+    }
+
+    fn problem(&mut self, at: &Loc, kind: ProblemKind, detail: String) {
+        self.problems.push(Problem {
+            node: self.node.clone(),
+            segment: at.segment.clone(),
+            line: Some(at.line),
+            kind,
+            detail,
+        });
+    }
+
+    fn feed(&mut self, segment: &str, e: Entry, explained_gap: bool) {
+        let at = Loc {
+            segment: segment.to_owned(),
+            line: e.line,
+        };
+        let mut check_prev = true;
+        match self.max_seen {
+            None => {
+                if self.log_start && e.seq != 1 {
+                    self.problem(
+                        &at,
+                        ProblemKind::Deleted,
+                        format!("the log starts at seq {}, not 1", e.seq),
+                    );
+                    check_prev = false;
+                }
+            }
+            Some(max) if e.seq <= max => {
+                let detail = if let Some((_, first)) = self.recent.get(&e.seq) {
+                    format!(
+                        "seq {} appears twice (first at {}:{})",
+                        e.seq, first.segment, first.line
+                    )
+                } else {
+                    if let Some(g) = self
+                        .gaps
+                        .iter_mut()
+                        .find(|g| g.from <= e.seq && e.seq <= g.to)
+                    {
+                        g.filled += 1;
+                    }
+                    format!("seq {} comes after seq {max}", e.seq)
+                };
+                self.problem(&at, ProblemKind::Reordered, detail);
+                check_prev = false;
+            }
+            Some(max) if e.seq > max + 1 => {
+                self.gaps.push(Gap {
+                    from: max + 1,
+                    to: e.seq - 1,
+                    at: at.clone(),
+                    explained: explained_gap,
+                    filled: 0,
+                });
+            }
+            Some(_) => {}
+        }
+        // The record that points at this one, seen earlier (reordered), can be checked now.
+        if let Some((prev, seq, from)) = self.waiting.remove(&e.seq) {
+            if prev != e.hash {
+                self.broken_link(&from, seq);
+            }
+        }
+        if check_prev {
+            let pred = e.seq.wrapping_sub(1);
+            if e.seq == 1 && self.log_start {
+                if e.prev != ZERO_HASH {
+                    self.broken_link(&at, e.seq);
+                }
+            } else if let Some((hash, _)) = self.recent.get(&pred) {
+                if *hash != e.prev {
+                    self.broken_link(&at, e.seq);
+                }
+            } else if self.max_seen.is_some_and(|m| pred > m) && self.waiting.len() < WINDOW {
+                // Not seen yet: perhaps later (reordered); a gap is reported by finish.
+                self.waiting
+                    .insert(pred, (e.prev.clone(), e.seq, at.clone()));
+            }
+        }
+        if self.head.as_ref().is_none_or(|h| e.seq > h.seq) {
+            self.head = Some(Head {
+                node: self.node.clone(),
+                segment: segment.to_owned(),
+                seq: e.seq,
+                hash: e.hash.clone(),
+            });
+        }
+        self.max_seen = Some(self.max_seen.map_or(e.seq, |m| m.max(e.seq)));
+        if let std::collections::hash_map::Entry::Vacant(slot) = self.recent.entry(e.seq) {
+            slot.insert((e.hash, at));
+            self.order.push_back(e.seq);
+            if self.order.len() > WINDOW {
+                if let Some(old) = self.order.pop_front() {
+                    self.recent.remove(&old);
+                }
+            }
+        }
+    }
+
+    fn broken_link(&mut self, at: &Loc, seq: u64) {
+        self.problem(
+            at,
+            ProblemKind::Modified,
+            format!(
+                "seq {seq}: prev does not match the hash of seq {}",
+                seq.saturating_sub(1)
+            ),
+        );
+    }
+
+    /// The problems, with the gaps that nothing filled reported as deletions.
+    fn finish(&mut self) -> Vec<Problem> {
+        for g in std::mem::take(&mut self.gaps) {
+            let missing = g.to - g.from + 1 - g.filled.min(g.to - g.from + 1);
+            if missing == 0 || g.explained {
+                continue;
+            }
+            let detail = match (g.from == g.to, g.filled) {
+                (true, _) => format!("record seq {} is missing before this line", g.from),
+                (false, 0) => format!(
+                    "{missing} records (seq {} to {}) are missing before this line",
+                    g.from, g.to
+                ),
+                (false, _) => format!(
+                    "{missing} of the records seq {} to {} are missing before this line",
+                    g.from, g.to
+                ),
+            };
+            self.problem(&g.at, ProblemKind::Deleted, detail);
+        }
+        std::mem::take(&mut self.problems)
+    }
 }
