@@ -289,7 +289,8 @@ async fn each_kind_of_tampering_is_named_by_segment_and_line() {
 
 #[tokio::test]
 async fn the_hmac_detects_a_consistent_rewrite_of_the_whole_chain() {
-    let key = b"a secret kept away from the gateway's disk";
+    // A key file is its exact bytes: the newline is part of the key.
+    let key = b"a secret kept away from the gateway's disk\n";
     let (_t, node) = base_log(Some(key)).await;
     assert!(audit::verify(&node, Some(key)).ok());
     // A wrong key fails every record.
@@ -316,7 +317,7 @@ async fn the_hmac_detects_a_consistent_rewrite_of_the_whole_chain() {
 
     // Through the binary: exit 1 with the key (naming segment:line), 0 without.
     let key_file = node.parent().unwrap().join("key");
-    std::fs::write(&key_file, [&key[..], b"\n"].concat()).unwrap();
+    std::fs::write(&key_file, key).unwrap();
     let out = cli(&[
         "audit",
         "verify",
@@ -915,7 +916,7 @@ async fn the_documented_python_check_agrees_with_the_writer() {
     let start = doc.find("```python\n").expect("a python block") + "```python\n".len();
     let script = &doc[start..start + doc[start..].find("```").unwrap()];
     let tmp = tempfile::tempdir().unwrap();
-    let key = b"secret key";
+    let key = b"secret key\r\n";
     let mut c = cfg(tmp.path(), 1500);
     c.hmac_key = Some(key.to_vec());
     let mut records: Vec<Record> = (0..12).map(|i| rec(i, "D-1")).collect();
@@ -928,7 +929,7 @@ async fn the_documented_python_check_agrees_with_the_writer() {
     let script_path = tmp.path().join("audit_check.py");
     std::fs::write(&script_path, script).unwrap();
     let key_path = tmp.path().join("key");
-    std::fs::write(&key_path, b"secret key\r\n").unwrap();
+    std::fs::write(&key_path, key).unwrap();
     let run = || {
         Command::new("python3")
             .arg(&script_path)

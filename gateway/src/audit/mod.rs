@@ -86,16 +86,11 @@ pub fn valid_node_name(node: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
 }
 
-/// Reads an HMAC key file: its bytes, minus one trailing `\n` or `\r\n` (so `echo` and
-/// editors do not change the key). Empty keys are refused.
+/// Reads an HMAC key file: exactly its bytes (a trailing newline is part of the key, as
+/// for the gateway's `[audit] hmac_key`; `head -c 32 /dev/urandom > key` makes a good
+/// one). Empty keys are refused.
 pub fn read_key_file(path: &Path) -> Result<Vec<u8>, AuditError> {
-    let mut key = std::fs::read(path).map_err(|e| AuditError::io("read the key file", path, e))?;
-    if key.ends_with(b"\n") {
-        key.pop();
-        if key.ends_with(b"\r") {
-            key.pop();
-        }
-    }
+    let key = std::fs::read(path).map_err(|e| AuditError::io("read the key file", path, e))?;
     if key.is_empty() {
         return Err(AuditError::Config(format!(
             "the HMAC key file {} is empty",

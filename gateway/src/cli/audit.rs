@@ -92,7 +92,7 @@ pub struct DoneArgs {
 pub struct VerifyArgs {
     /// The audit root (`[audit] dir`, one subdirectory per node) or one node's directory.
     dir: PathBuf,
-    /// The HMAC key file (its bytes, one trailing newline ignored): every record must
+    /// The HMAC key file (exactly its bytes, as `[audit] hmac_key`): every record must
     /// carry a valid MAC, so a consistent rewrite of the chain is detected.
     #[arg(long, value_name = "FILE")]
     key: Option<PathBuf>,
