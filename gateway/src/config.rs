@@ -27,7 +27,7 @@ pub const DEFAULT_MAX_REQUEST_HEADERS: usize = 100;
 const RESERVED_PATH_PREFIXES: [&str; 2] = ["/_hpki", "/.well-known/hpki-gateway"];
 
 /// Top-level sections, in the order the reference documents them.
-const SECTIONS: [&str; 11] = [
+const SECTIONS: [&str; 13] = [
     "server",
     "admin",
     "assertion",
@@ -39,6 +39,8 @@ const SECTIONS: [&str; 11] = [
     "store",
     "confirm",
     "emergency",
+    "audit",
+    "log",
 ];
 
 pub const DEFAULT_STORE_URL: &str = "sqlite://var/hpki-gateway.db";
@@ -68,6 +70,93 @@ pub struct Config {
     pub confirm: ConfirmSection,
     /// `[emergency]`: break-glass access.
     pub emergency: EmergencySection,
+    /// `[audit]`: the tamper-evident audit log.
+    pub audit: AuditSection,
+    /// `[log]`: operational logs (tracing).
+    pub log: LogSection,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuditOnFailure {
+    /// Answer 503 `audit_unavailable` rather than serve what cannot be recorded.
+    Refuse,
+    /// Serve anyway (the failure is logged and counted).
+    Serve,
+}
+
+impl AuditOnFailure {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuditOnFailure::Refuse => "refuse",
+            AuditOnFailure::Serve => "serve",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditSection {
+    pub dir: PathBuf,
+    /// This gateway's name in every record and its directory under `dir`.
+    pub node: String,
+    pub segment_max_bytes: u64,
+    pub fsync_interval: Duration,
+    pub fsync_records: usize,
+    /// File holding the HMAC key that makes a rewrite of the whole chain detectable.
+    pub hmac_key: Option<PathBuf>,
+    pub retention_days: u32,
+    pub on_failure: AuditOnFailure,
+}
+
+pub const DEFAULT_RETENTION_DAYS: u32 = 1827;
+
+impl AuditSection {
+    fn defaults(base: &Path) -> AuditSection {
+        AuditSection {
+            dir: base.join("var/audit"),
+            node: default_node(),
+            segment_max_bytes: 64 * 1024 * 1024,
+            fsync_interval: Duration::from_secs(1),
+            fsync_records: 1000,
+            hmac_key: None,
+            retention_days: DEFAULT_RETENTION_DAYS,
+            on_failure: AuditOnFailure::Refuse,
+        }
+    }
+}
+
+/// The host name, as the node id when none is configured.
+fn default_node() -> String {
+    std::fs::read_to_string("/etc/hostname")
+        .ok()
+        .map(|h| h.trim().to_owned())
+        .filter(|h| {
+            !h.is_empty()
+                && h.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.')
+        })
+        .unwrap_or_else(|| "node".into())
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Pretty,
+    Json,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogSection {
+    /// A tracing filter (`info`, `hpki_gateway=debug,info`); `RUST_LOG` overrides it.
+    pub level: String,
+    pub format: LogFormat,
+}
+
+impl Default for LogSection {
+    fn default() -> Self {
+        LogSection {
+            level: "info".into(),
+            format: LogFormat::Pretty,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -174,6 +263,8 @@ impl ClientAuth {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AdminSection {
     pub listen: SocketAddr,
+    /// A Unix socket to serve on instead of `listen`.
+    pub socket: Option<PathBuf>,
 }
 
 impl Default for AdminSection {
@@ -182,6 +273,7 @@ impl Default for AdminSection {
             listen: DEFAULT_ADMIN_LISTEN
                 .parse()
                 .expect("DEFAULT_ADMIN_LISTEN is a socket address"),
+            socket: None,
         }
     }
 }
@@ -605,9 +697,8 @@ fn validate(table: &toml::Table, base: &Path, problems: &mut Problems) -> Option
         }
     };
     let admin = match table.get("admin") {
-        Some(v) => {
-            section::<RawAdmin>(v, "admin", problems).and_then(|raw| validate_admin(raw, problems))
-        }
+        Some(v) => section::<RawAdmin>(v, "admin", problems)
+            .and_then(|raw| validate_admin(raw, base, problems)),
         None => Some(AdminSection::default()),
     };
     let assertion = match table.get("assertion") {
@@ -669,6 +760,17 @@ fn validate(table: &toml::Table, base: &Path, problems: &mut Problems) -> Option
             .and_then(|raw| validate_confirm(raw, problems)),
         None => Some(ConfirmSection::default()),
     };
+    let audit = match table.get("audit") {
+        Some(v) => section::<RawAudit>(v, "audit", problems)
+            .and_then(|raw| validate_audit(raw, base, problems)),
+        None => Some(AuditSection::defaults(base)),
+    };
+    let log = match table.get("log") {
+        Some(v) => {
+            section::<RawLog>(v, "log", problems).and_then(|raw| validate_log(raw, problems))
+        }
+        None => Some(LogSection::default()),
+    };
     let emergency = match table.get("emergency") {
         Some(v) => section::<RawEmergency>(v, "emergency", problems)
             .and_then(|raw| validate_emergency(raw, problems)),
@@ -701,16 +803,13 @@ fn validate(table: &toml::Table, base: &Path, problems: &mut Problems) -> Option
         store: store?,
         confirm: confirm?,
         emergency: emergency?,
+        audit: audit?,
+        log: log?,
     })
 }
 
 fn unknown_section_message(key: &str) -> String {
-    let later = match key {
-        "audit" => {
-            format!(" ([{key}] arrives with a later feature and is rejected until then: remove it)")
-        }
-        _ => String::new(),
-    };
+    let later = String::new();
     let hint = closest(key, &SECTIONS)
         .map(|s| format!(" (did you mean `{s}`?)"))
         .unwrap_or_default();
@@ -765,6 +864,7 @@ struct RawServer {
 #[serde(deny_unknown_fields, default)]
 struct RawAdmin {
     listen: Option<String>,
+    socket: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -836,6 +936,26 @@ struct RawStore {
 struct RawConfirm {
     max_body: Option<Scalar>,
     expire_after: Option<Scalar>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawAudit {
+    dir: Option<String>,
+    node: Option<String>,
+    segment_max_bytes: Option<Scalar>,
+    fsync_interval: Option<Scalar>,
+    fsync_records: Option<usize>,
+    hmac_key: Option<String>,
+    retention_days: Option<u32>,
+    on_failure: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawLog {
+    level: Option<String>,
+    format: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -1114,12 +1234,26 @@ fn validate_server(raw: RawServer, base: &Path, problems: &mut Problems) -> Opti
     })
 }
 
-fn validate_admin(raw: RawAdmin, problems: &mut Problems) -> Option<AdminSection> {
-    match raw.listen {
-        None => Some(AdminSection::default()),
-        Some(s) => listen_address(&s, "admin.listen", DEFAULT_ADMIN_LISTEN, problems)
-            .map(|listen| AdminSection { listen }),
-    }
+fn validate_admin(raw: RawAdmin, base: &Path, problems: &mut Problems) -> Option<AdminSection> {
+    let listen = match raw.listen {
+        None => Some(AdminSection::default().listen),
+        Some(s) => listen_address(&s, "admin.listen", DEFAULT_ADMIN_LISTEN, problems),
+    };
+    let socket = match raw.socket {
+        None => None,
+        Some(s) if s.trim().is_empty() => {
+            problems.push(
+                "admin.socket",
+                "is empty: give a path like socket = \"/run/hpki-gateway/admin.sock\" or remove it",
+            );
+            return None;
+        }
+        Some(s) => Some(base.join(s)),
+    };
+    Some(AdminSection {
+        listen: listen?,
+        socket,
+    })
 }
 
 fn validate_assertion(
@@ -1769,6 +1903,138 @@ fn validate_confirm(raw: RawConfirm, problems: &mut Problems) -> Option<ConfirmS
     Some(ConfirmSection {
         max_body: max_body?,
         expire_after: expire_after?,
+    })
+}
+
+fn validate_audit(raw: RawAudit, base: &Path, problems: &mut Problems) -> Option<AuditSection> {
+    let d = AuditSection::defaults(base);
+    let mut ok = true;
+    let node = match raw.node {
+        None => d.node,
+        Some(n)
+            if !n.is_empty()
+                && n.len() <= 64
+                && n.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+                && !n.starts_with('.') =>
+        {
+            n
+        }
+        Some(n) => {
+            ok = false;
+            problems.push(
+                "audit.node",
+                format!(
+                    "{n:?} is not a node id: use 1 to 64 letters, digits, '-', '_' or '.', like node = \"gw-1\""
+                ),
+            );
+            String::new()
+        }
+    };
+    let segment_max_bytes = match raw.segment_max_bytes {
+        None => d.segment_max_bytes,
+        Some(Scalar(s)) => match parse_size(&s) {
+            Ok(n) if n >= 4096 => n,
+            Ok(_) => {
+                ok = false;
+                problems.push(
+                    "audit.segment_max_bytes",
+                    "must be at least 4KiB: write it like segment_max_bytes = \"64MiB\"",
+                );
+                0
+            }
+            Err(why) => {
+                ok = false;
+                problems.push("audit.segment_max_bytes", why);
+                0
+            }
+        },
+    };
+    let fsync_interval = match raw.fsync_interval {
+        None => Some(d.fsync_interval),
+        Some(s) => positive_duration(&s, "audit.fsync_interval", problems),
+    };
+    let fsync_records = match raw.fsync_records {
+        None | Some(1..) => raw.fsync_records.unwrap_or(d.fsync_records),
+        Some(0) => {
+            ok = false;
+            problems.push(
+                "audit.fsync_records",
+                "must be more than 0: write it like fsync_records = 1000",
+            );
+            0
+        }
+    };
+    let retention_days = match raw.retention_days {
+        None => d.retention_days,
+        Some(n) if n >= DEFAULT_RETENTION_DAYS => n,
+        Some(n) => {
+            ok = false;
+            problems.push(
+                "audit.retention_days",
+                format!(
+                    "{n} is less than the five years ({DEFAULT_RETENTION_DAYS} days) the regional \
+                     networks require: remove the key or write a larger number"
+                ),
+            );
+            0
+        }
+    };
+    let on_failure = match raw.on_failure.as_deref() {
+        None | Some("refuse") => AuditOnFailure::Refuse,
+        Some("serve") => AuditOnFailure::Serve,
+        Some(other) => {
+            ok = false;
+            problems.push(
+                "audit.on_failure",
+                format!("{other:?} is not \"refuse\" or \"serve\""),
+            );
+            AuditOnFailure::Refuse
+        }
+    };
+    let hmac_key = raw.hmac_key.map(|k| base.join(k));
+    let dir = raw.dir.map(|p| base.join(p)).unwrap_or(d.dir);
+    (ok && fsync_interval.is_some()).then(|| AuditSection {
+        dir,
+        node,
+        segment_max_bytes,
+        fsync_interval: fsync_interval.unwrap_or_default(),
+        fsync_records,
+        hmac_key,
+        retention_days,
+        on_failure,
+    })
+}
+
+fn validate_log(raw: RawLog, problems: &mut Problems) -> Option<LogSection> {
+    let d = LogSection::default();
+    let format = match raw.format.as_deref() {
+        None | Some("pretty") => Some(LogFormat::Pretty),
+        Some("json") => Some(LogFormat::Json),
+        Some(other) => {
+            problems.push(
+                "log.format",
+                format!("{other:?} is not \"pretty\" or \"json\""),
+            );
+            None
+        }
+    };
+    let level = match raw.level {
+        None => Some(d.level),
+        Some(l) => match tracing_subscriber::EnvFilter::try_new(&l) {
+            Ok(_) => Some(l),
+            Err(e) => {
+                problems.push(
+                    "log.level",
+                    format!("{l:?} is not a log filter ({e}): write it like level = \"info\" or \"hpki_gateway=debug,info\""),
+                );
+                None
+            }
+        },
+    };
+    Some(LogSection {
+        level: level?,
+        format: format?,
     })
 }
 
@@ -3034,7 +3300,7 @@ shutdown_grace = "1d"
         ]) + SECOND_ROUTE
             .replace("path = \"/api\"", "path = \"/api\"\nalow_roles = []")
             .as_str()
-            + "\n[audit]\ndir = \"audit\"\n\n[store]\nurl = \"mysql://x\"\n\n[[routes]]\npath = \"/\"\n";
+            + "\n[audt]\ndir = \"audit\"\n\n[store]\nurl = \"mysql://x\"\n\n[[routes]]\npath = \"/\"\n";
         let problems = fx.problems(&text);
         assert_problem(
             &problems,
@@ -3058,8 +3324,8 @@ shutdown_grace = "1d"
         );
         assert_problem(
             &problems,
-            "audit",
-            &["unknown section", "later feature", "server, admin"],
+            "audt",
+            &["unknown section", "did you mean `audit`?", "server, admin"],
         );
         assert_problem(
             &problems,

@@ -1,6 +1,7 @@
 //! hpki-gateway: a TLS-terminating reverse proxy that puts HPKI smart-card login in
 //! front of portals that know nothing of certificates. See docs/ARCHITECTURE.md.
 
+pub mod admin;
 pub mod assertion;
 pub mod audit;
 pub mod cli;
@@ -8,6 +9,7 @@ pub mod config;
 pub mod demo;
 pub mod held_pages;
 pub mod identity;
+pub mod metrics;
 pub mod pages;
 pub mod pki;
 pub mod proxy;

@@ -61,6 +61,9 @@ pub enum Denial {
     PendingAlreadyDecided,
     /// A form post without the page's anti-forgery token (or from another site).
     CsrfFailed,
+    /// The audit log cannot record the request, and the gateway does not serve
+    /// unrecorded (`audit.on_failure = "refuse"`).
+    AuditUnavailable,
 }
 
 /// The four user-facing texts of one denial.
@@ -83,7 +86,7 @@ const ADVICE_CHOOSE_AUTH_EN: &str = "Use the authentication certificate on your 
 
 impl Denial {
     /// Every gateway-level (non-certificate) denial, in code order of [`Self::GATEWAY_CODES`].
-    pub const GATEWAY: [Denial; 15] = [
+    pub const GATEWAY: [Denial; 16] = [
         Denial::ClientCertificateRequired,
         Denial::NoHcRole,
         Denial::RoleNotAllowed,
@@ -99,12 +102,13 @@ impl Denial {
         Denial::PendingNotFound,
         Denial::PendingAlreadyDecided,
         Denial::CsrfFailed,
+        Denial::AuditUnavailable,
     ];
 
     /// Every non-certificate code, for docs checks. Computed from [`Self::GATEWAY`] so the
     /// two lists cannot drift apart.
-    pub const GATEWAY_CODES: [&'static str; 15] = {
-        let mut codes = [""; 15];
+    pub const GATEWAY_CODES: [&'static str; 16] = {
+        let mut codes = [""; 16];
         let mut i = 0;
         while i < codes.len() {
             codes[i] = Denial::GATEWAY[i].code();
@@ -140,6 +144,7 @@ impl Denial {
             Denial::PendingNotFound => "pending_not_found",
             Denial::PendingAlreadyDecided => "pending_already_decided",
             Denial::CsrfFailed => "csrf_failed",
+            Denial::AuditUnavailable => "audit_unavailable",
         }
     }
 
@@ -160,7 +165,7 @@ impl Denial {
             | Denial::AssistantNotInLedger
             | Denial::NotSupervisor
             | Denial::CsrfFailed => StatusCode::FORBIDDEN,
-            Denial::StoreUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Denial::StoreUnavailable | Denial::AuditUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             Denial::PendingNotFound => StatusCode::NOT_FOUND,
             Denial::PendingAlreadyDecided => StatusCode::CONFLICT,
             Denial::NoRoute => StatusCode::NOT_FOUND,
@@ -283,6 +288,12 @@ impl Denial {
                 advice_ja: "別のサイトから送信されたフォームは受け付けません。このページを開き直してから、もう一度操作してください。",
                 title_en: "The form submission could not be verified",
                 advice_en: "Open the page again and repeat the action. Forms sent from another site are not accepted.",
+            },
+            Denial::AuditUnavailable => Texts {
+                title_ja: "現在、アクセス記録を保存できません",
+                advice_ja: "アクセスの記録（監査ログ）を保存できないため、処理を行いませんでした。しばらくしてから再度お試しください。問題が続く場合は、システム管理者にお問い合わせください。",
+                title_en: "Access cannot be recorded right now",
+                advice_en: "The gateway cannot write its audit log, so nothing was done. Please try again in a few minutes; if the problem continues, contact your system administrator.",
             },
         }
     }
@@ -883,7 +894,8 @@ mod tests {
             | Denial::NotSupervisor
             | Denial::PendingNotFound
             | Denial::PendingAlreadyDecided
-            | Denial::CsrfFailed => Denial::GATEWAY.contains(&d),
+            | Denial::CsrfFailed
+            | Denial::AuditUnavailable => Denial::GATEWAY.contains(&d),
         }
     }
 
@@ -964,6 +976,7 @@ mod tests {
                 "pending_not_found",
                 "pending_already_decided",
                 "csrf_failed",
+                "audit_unavailable",
             ]
         );
         assert_eq!(Denial::from_code("nope"), None);
@@ -994,6 +1007,7 @@ mod tests {
             (Denial::PendingNotFound, 404),
             (Denial::PendingAlreadyDecided, 409),
             (Denial::CsrfFailed, 403),
+            (Denial::AuditUnavailable, 503),
         ];
         assert_eq!(expected.len(), Denial::GATEWAY.len());
         for (d, status) in expected {

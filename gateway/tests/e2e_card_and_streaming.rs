@@ -1015,6 +1015,10 @@ impl OwnedGateway {
     fn start(config_text: &str, listen: SocketAddr) -> OwnedGateway {
         let dir = tempfile::tempdir().unwrap();
         let config = dir.path().join("gateway.toml");
+        let config_text = format!(
+            "{config_text}\n[admin]\nlisten = \"127.0.0.1:{}\"\n",
+            support::free_port()
+        );
         std::fs::write(&config, config_text).unwrap();
         let log = dir.path().join("gateway.log");
         let child = Command::new(env!("CARGO_BIN_EXE_hpki-gateway"))

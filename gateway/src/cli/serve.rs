@@ -41,9 +41,15 @@ pub struct DemoArgs {
     fresh: bool,
 }
 
+/// Logging from `[log]` (level, format); `RUST_LOG` overrides the level and
+/// `--log-json` the format.
 fn init_logging(json: bool) {
+    init_logging_with(json, "info")
+}
+
+fn init_logging_with(json: bool, level: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
     use std::io::IsTerminal;
     // Colour codes only for a person at a terminal, never into a log file.
     let builder = tracing_subscriber::fmt()
@@ -114,7 +120,16 @@ async fn check_store(cfg: &Config) -> Result<crate::proxy::StoreContext, String>
 }
 
 pub fn run(args: RunArgs) -> i32 {
-    init_logging(args.log_json);
+    // The log settings live in the config; a config that cannot be read is reported on
+    // stderr by `load` before any logging is needed.
+    if let Ok(cfg) = Config::load(&args.config) {
+        init_logging_with(
+            args.log_json || cfg.log.format == crate::config::LogFormat::Json,
+            &cfg.log.level,
+        );
+    } else {
+        init_logging(args.log_json);
+    }
     let rt = match runtime() {
         Ok(rt) => rt,
         Err(e) => {
@@ -135,8 +150,28 @@ pub fn run(args: RunArgs) -> i32 {
                 return EXIT_NEGATIVE;
             }
         };
+        let gateway = Arc::new(gateway);
+        match crate::admin::AdminListener::bind(&gateway.config.admin).await {
+            Ok(admin) => {
+                tracing::info!(admin = %admin.describe(), "admin listener (healthz, readyz, metrics)");
+                tokio::spawn(crate::admin::serve(Arc::downgrade(&gateway), admin));
+            }
+            Err(e) => {
+                eprintln!(
+                    "error: cannot open the admin listener {}: {e} (admin.listen / admin.socket)",
+                    gateway
+                        .config
+                        .admin
+                        .socket
+                        .as_ref()
+                        .map(|p| p.display().to_string())
+                        .unwrap_or_else(|| gateway.config.admin.listen.to_string())
+                );
+                return EXIT_NEGATIVE;
+            }
+        }
         tracing::info!(%listen, profiles = gateway.trust.profiles.len(), routes = gateway.config.routes.len(), "hpki-gateway listening");
-        match Arc::new(gateway).serve(listener).await {
+        match gateway.serve(listener).await {
             Ok(()) => EXIT_OK,
             Err(e) => {
                 eprintln!("error: {e}");

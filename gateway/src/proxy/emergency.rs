@@ -164,6 +164,16 @@ pub async fn endpoint(
                 patient = ?grant.patient_ref, reason = %grant.reason,
                 "emergency access granted"
             );
+            let mut r = super::held::event(&identity, "emergency", request_id);
+            r.decision = Some("grant".into());
+            r.detail = Some(format!(
+                "grant {} until {} for patient {}: {}",
+                grant.id,
+                store::format_time(grant.expires_at),
+                grant.patient_ref.as_deref().unwrap_or("-"),
+                grant.reason
+            ));
+            super::held::record_event(gw, r).await;
             page_response(emergency_page(
                 StatusCode::CREATED,
                 Some(&grant),
@@ -180,6 +190,10 @@ pub async fn endpoint(
             match gw.store.end_emergency(id, &identity.sha256, now).await {
                 Ok(true) => {
                     gw.forget_grant(&identity.sha256).await;
+                    let mut r = super::held::event(&identity, "emergency", request_id);
+                    r.decision = Some("end".into());
+                    r.detail = Some(format!("grant {id} ended by the doctor"));
+                    super::held::record_event(gw, r).await;
                     tracing::info!(request_id, grant = %id, "emergency access ended by the doctor");
                     page_response(emergency_page(
                         StatusCode::OK,

@@ -183,6 +183,7 @@ impl Upstreams {
                 None => self.http.request(upstream_req).await,
             }
         };
+        let sent = std::time::Instant::now();
         let mut resp = match tokio::time::timeout(gw.config.timeouts.upstream_response, send).await
         {
             Err(_) => {
@@ -224,6 +225,8 @@ impl Upstreams {
             }
             Ok(Ok(r)) => r,
         };
+        gw.metrics.upstream_latency(sent.elapsed());
+        let upstream_status = resp.status().as_u16();
 
         if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
             if let Some(client_upgrade) = client_upgrade {
@@ -243,10 +246,13 @@ impl Upstreams {
         } else {
             remove_hop_by_hop(resp.headers_mut());
         }
-        resp.map(|b| {
+        let mut resp = resp.map(|b| {
             b.map_err(|e| Box::new(e) as Box<dyn std::error::Error + Send + Sync>)
                 .boxed()
-        })
+        });
+        resp.extensions_mut()
+            .insert(super::UpstreamStatus(upstream_status));
+        resp
     }
 
     /// Sends a confirmed held write: the assistant's stored request, under the confirming

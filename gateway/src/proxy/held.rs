@@ -146,6 +146,9 @@ pub async fn hold(
         "write held for a supervising doctor's confirmation"
     );
     let mut response = page_response(held_pages::accepted_page(&entry, json));
+    response
+        .extensions_mut()
+        .insert(super::HeldEntry(entry.id.clone()));
     if let Ok(v) = HeaderValue::from_str(&format!("/_hpki/pending/{}", entry.id)) {
         response.headers_mut().insert(header::LOCATION, v);
     }
@@ -248,7 +251,40 @@ pub async fn endpoint(
             }
             let confirmer = confirmer(&identity);
             if *action == "confirm" {
-                confirm(gw, entry, &confirmer, &viewer, &csrf, request_id, json).await
+                let response = confirm(
+                    gw,
+                    entry.clone(),
+                    &confirmer,
+                    &viewer,
+                    &csrf,
+                    request_id,
+                    json,
+                )
+                .await;
+                if response.extensions().get::<super::DenialCode>().is_none() {
+                    let after = gw.store.pending(&entry.id).await.ok().flatten();
+                    let mut r = event(&identity, "confirm", request_id);
+                    r.assistant_id = Some(entry.assistant_id.clone());
+                    r.method = Some(entry.method.clone());
+                    r.path = Some(entry.path_and_query.clone());
+                    r.upstream_status = after
+                        .as_ref()
+                        .and_then(|e| e.upstream_status)
+                        .and_then(|s| u16::try_from(s).ok());
+                    r.decision = after.as_ref().map(|e| e.state.as_str().to_owned());
+                    r.detail = Some(format!(
+                        "pending {} entered by {}{}",
+                        entry.id,
+                        entry.assistant_id,
+                        after
+                            .as_ref()
+                            .and_then(|e| e.last_error.as_ref())
+                            .map(|e| format!("; {e}"))
+                            .unwrap_or_default()
+                    ));
+                    record_event(gw, r).await;
+                }
+                response
             } else {
                 let reason = form.get("reason").map(|r| r.trim()).unwrap_or("");
                 if reason.is_empty() {
@@ -266,6 +302,13 @@ pub async fn endpoint(
                 {
                     Ok(true) => {
                         tracing::info!(request_id, pending_id = %entry.id, doctor = %confirmer.hpki_id, "held write rejected");
+                        let mut r = event(&identity, "reject", request_id);
+                        r.assistant_id = Some(entry.assistant_id.clone());
+                        r.method = Some(entry.method.clone());
+                        r.path = Some(entry.path_and_query.clone());
+                        r.decision = Some("rejected".into());
+                        r.detail = Some(format!("pending {}: {reason}", entry.id));
+                        record_event(gw, r).await;
                         match gw.store.pending(&entry.id).await {
                             Ok(Some(e)) => page_response(held_pages::detail_page(
                                 &e, &viewer, false, &csrf, json,
@@ -497,6 +540,7 @@ pub async fn run_maintenance(gateway: Weak<Gateway>) {
 }
 
 async fn maintain(gw: &Arc<Gateway>) {
+    mirror_ledger_changes(gw).await;
     let now = store::now();
     match gw.store.expire_pending(now).await {
         Ok(0) => {}
@@ -513,7 +557,96 @@ async fn maintain(gw: &Arc<Gateway>) {
     for entry in reclaimed {
         let request_id = super::new_request_id();
         tracing::warn!(pending_id = %entry.id, attempts = entry.attempts, "forwarding a confirmation interrupted by a crash");
-        deliver(gw, &entry, &request_id).await;
+        let after = deliver(gw, &entry, &request_id).await;
+        let mut r = crate::audit::Record {
+            time_ms: super::now_ms(),
+            event: "confirm_recovered".into(),
+            request_id: Some(request_id),
+            hpki_id: entry.confirmer.as_ref().map(|c| c.hpki_id.clone()),
+            assistant_id: Some(entry.assistant_id.clone()),
+            method: Some(entry.method.clone()),
+            path: Some(entry.path_and_query.clone()),
+            ..Default::default()
+        };
+        r.decision = after.as_ref().map(|e| e.state.as_str().to_owned());
+        r.upstream_status = after
+            .as_ref()
+            .and_then(|e| e.upstream_status)
+            .and_then(|s| u16::try_from(s).ok());
+        r.detail = Some(format!(
+            "pending {} forwarded again after its lease ran out",
+            entry.id
+        ));
+        record_event(gw, r).await;
+    }
+}
+
+/// Copies ledger changes (made with `hpki-gateway ledger`, on any machine) into this
+/// node's audit log, each once per node: the node's cursor (the last change id it
+/// recorded) is kept in the store, so a restart resumes where it stopped.
+async fn mirror_ledger_changes(gw: &Gateway) {
+    let cursor_name = format!("audit_ledger_cursor:{}", gw.config.audit.node);
+    let Ok(mut cursor) = gw.store.shared_setting(&cursor_name, "").await else {
+        return;
+    };
+    loop {
+        let changes = match gw.store.ledger_changes_after(&cursor, 200).await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read ledger changes for the audit log");
+                return;
+            }
+        };
+        let Some(last) = changes.last().map(|c| c.id.clone()) else {
+            return;
+        };
+        for c in changes {
+            let r = crate::audit::Record {
+                time_ms: c.recorded_at * 1000,
+                event: "ledger_change".into(),
+                operator: Some(c.operator),
+                decision: Some(c.action),
+                assistant_id: Some(c.subject),
+                detail: Some(format!(
+                    "{} (effective {})",
+                    c.detail,
+                    store::format_time(c.at)
+                )),
+                ..Default::default()
+            };
+            if gw.audit.append_durable(r).await.is_err() {
+                // Not recorded: the cursor stops before it; it is tried again next time.
+                gw.metrics.audit_failure();
+                let _ = gw.store.set_setting(&cursor_name, &cursor).await;
+                return;
+            }
+            cursor = c.id;
+        }
+        debug_assert_eq!(cursor, last);
+        if gw.store.set_setting(&cursor_name, &cursor).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// A record of a workflow event by this card.
+pub(super) fn event(identity: &Identity, name: &str, request_id: &str) -> crate::audit::Record {
+    let mut r = crate::audit::Record {
+        time_ms: super::now_ms(),
+        event: name.into(),
+        request_id: Some(request_id.to_owned()),
+        ..Default::default()
+    };
+    super::fill_identity(&mut r, identity);
+    r
+}
+
+/// Writes a workflow record durably; a failure is logged and counted (the request's own
+/// record then reports the refusal under `audit.on_failure = "refuse"`).
+pub(super) async fn record_event(gw: &Gateway, r: crate::audit::Record) {
+    if let Err(e) = gw.audit.append_durable(r).await {
+        gw.metrics.audit_failure();
+        tracing::error!(error = %e, "workflow audit record not written");
     }
 }
 

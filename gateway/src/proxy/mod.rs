@@ -30,7 +30,7 @@ use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
 use crate::assertion::AssertionSigner;
-use crate::config::{CertKindConfig, Config, RouteSection};
+use crate::config::{AuditOnFailure, CertKindConfig, Config, RouteSection};
 use crate::identity::{ConnectionIdentity, Identity, Principal, STRIPPED_EXACT, STRIPPED_PREFIX};
 use crate::pages::{self, Denial};
 use crate::pki::{self, CertKind, ParsedCertificate, UnixTime};
@@ -89,6 +89,11 @@ pub struct Gateway {
     holders: Option<moka::future::Cache<String, Option<Arc<CardHolder>>>>,
     /// Active emergency grant id by certificate SHA-256.
     grants: Option<moka::future::Cache<String, Option<String>>>,
+    pub metrics: crate::metrics::Metrics,
+    pub audit: crate::audit::AuditLog,
+    /// The audit writer, started by `serve` (it needs the runtime).
+    audit_writer:
+        std::sync::Mutex<Option<std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>>>,
 }
 
 /// Per-connection facts, decided once.
@@ -219,11 +224,15 @@ impl Gateway {
             })
         }
         let ttl = config.store.cache_ttl;
+        let (audit, audit_writer) = open_audit(&config).map_err(|e| vec![e])?;
         Ok(Gateway {
             csrf_key: aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, &store.csrf_secret),
             store: store.store,
             holders: cache(ttl),
             grants: cache(ttl),
+            metrics: crate::metrics::Metrics::default(),
+            audit,
+            audit_writer: std::sync::Mutex::new(Some(audit_writer)),
             revocation,
             refresh: std::sync::Mutex::new(Some(refresh)),
             routes: route::RouteTable::new(config.routes.clone()),
@@ -238,6 +247,9 @@ impl Gateway {
     /// Serves until SIGTERM/SIGINT, then drains for `timeouts.shutdown_grace`.
     pub async fn serve(self: Arc<Self>, listener: TcpListener) -> std::io::Result<()> {
         let acceptor = TlsAcceptor::from(self.tls.clone());
+        if let Some(writer) = self.audit_writer.lock().ok().and_then(|mut w| w.take()) {
+            tokio::spawn(writer);
+        }
         tokio::spawn(held::run_maintenance(Arc::downgrade(&self)));
         if let Some(task) = self.refresh.lock().ok().and_then(|mut t| t.take()) {
             tokio::spawn(crate::revocation::run_refresh(
@@ -284,6 +296,11 @@ impl Gateway {
                 "connections still open after the grace period; closing"
             );
         }
+        // Everything the drained requests recorded is on disk before the process ends.
+        if let Err(e) = self.audit.flush().await {
+            tracing::error!(error = %e, "audit log not flushed at shutdown");
+        }
+        tracing::info!("stopped");
         Ok(())
     }
 
@@ -299,14 +316,17 @@ impl Gateway {
         let tls = match handshake.await {
             Ok(Ok(tls)) => tls,
             Ok(Err(e)) => {
+                self.metrics.handshake(false);
                 tracing::info!(%peer, error = %e, "TLS handshake failed");
                 return;
             }
             Err(_) => {
+                self.metrics.handshake(false);
                 tracing::info!(%peer, "TLS handshake timed out");
                 return;
             }
         };
+        self.metrics.handshake(true);
         let (_, conn) = tls.get_ref();
         let tls_version = match conn.protocol_version() {
             Some(rustls::ProtocolVersion::TLSv1_3) => "TLSv1.3",
@@ -324,6 +344,35 @@ impl Gateway {
             }
             ConnectionIdentity::Anonymous => {
                 tracing::debug!(%peer, tls_version, "anonymous client")
+            }
+        }
+        match &identity {
+            ConnectionIdentity::Authenticated(_) => self.metrics.authentication("accepted", ""),
+            ConnectionIdentity::Anonymous => self.metrics.authentication("anonymous", ""),
+            ConnectionIdentity::Refused { reason, detail } => {
+                self.metrics.authentication("refused", reason.code());
+                // Every authentication failure is recorded, whether or not the client
+                // goes on to send a request (which is then recorded as denied too).
+                let ctx = ConnectionContext {
+                    identity: identity.clone(),
+                    path: None,
+                    peer,
+                    tls_version,
+                };
+                let mut record = audit_record(&ctx, "auth_failure", "");
+                record.request_id = None;
+                record.decision = Some("deny".into());
+                record.detail = Some(detail.clone());
+                if let Some(leaf) = conn.peer_certificates().and_then(|c| c.first()) {
+                    record.cert_sha256 = Some(pki::name::hex(
+                        aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, leaf.as_ref())
+                            .as_ref(),
+                    ));
+                }
+                if let Err(e) = self.audit.append(record).await {
+                    self.metrics.audit_failure();
+                    tracing::error!(%peer, error = %e, "authentication failure not recorded");
+                }
             }
         }
         let ctx = Arc::new(ConnectionContext {
@@ -420,15 +469,20 @@ impl Gateway {
         use crate::revocation::Outcome;
         match self.revocation.check(&auth.path, policy, now).await {
             Outcome::Good => {}
-            Outcome::AllowedUnavailable { depth, why } => tracing::warn!(
-                depth, why = %why, profile = %auth.profile,
-                "revocation status unavailable; allowed by revocation.on_unavailable = \"allow\""
-            ),
+            Outcome::AllowedUnavailable { depth, why } => {
+                self.metrics
+                    .revocation("unavailable_allowed", &auth.profile);
+                tracing::warn!(
+                    depth, why = %why, profile = %auth.profile,
+                    "revocation status unavailable; allowed by revocation.on_unavailable = \"allow\""
+                )
+            }
             Outcome::Revoked {
                 depth,
                 reason,
                 source,
             } => {
+                self.metrics.revocation("revoked", &auth.profile);
                 let what = if depth == 0 {
                     "the certificate".to_owned()
                 } else {
@@ -443,10 +497,11 @@ impl Gateway {
                 );
             }
             Outcome::Unavailable { depth, why } => {
+                self.metrics.revocation("unavailable_denied", &auth.profile);
                 return refused(
                     pki::Reason::RevocationUnavailable,
                     format!("revocation status of the certificate at depth {depth} unknown: {why}"),
-                )
+                );
             }
         }
         match Identity::from_authenticated(&auth) {
@@ -458,22 +513,132 @@ impl Gateway {
         }
     }
 
-    /// Phase 3, one request.
-    pub async fn handle(
-        &self,
-        mut req: Request<Incoming>,
-        ctx: &ConnectionContext,
-    ) -> Response<Body> {
+    /// Phase 3, one request: answered by [`Self::route_request`], then counted and
+    /// recorded. Denied and held requests are recorded durably before their answer is
+    /// sent; when the audit log cannot record (and `audit.on_failure = "refuse"`),
+    /// nothing is served: `503 audit_unavailable`.
+    pub async fn handle(&self, req: Request<Incoming>, ctx: &ConnectionContext) -> Response<Body> {
+        let started = std::time::Instant::now();
         let request_id = new_request_id();
-        strip_identity_headers(req.headers_mut());
         let json = pages::wants_json(
             req.headers()
                 .get(header::ACCEPT)
                 .and_then(|v| v.to_str().ok()),
         );
+        let method = req.method().as_str().to_owned();
+        let path = req.uri().path().to_owned();
+        let route = self.route_label(&req);
+        let bytes_in = req
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        let refuse_unrecorded = self.config.audit.on_failure == AuditOnFailure::Refuse;
+        let mut response = if refuse_unrecorded && !self.audit.healthy() {
+            self.metrics.audit_failure();
+            deny(
+                Denial::AuditUnavailable,
+                Some("the audit log cannot be written; nothing is served unrecorded"),
+                &request_id,
+                json,
+            )
+        } else {
+            use tracing::Instrument;
+            let span = tracing::info_span!("request", request_id = %request_id, route = %route);
+            self.route_request(req, ctx, &request_id, json)
+                .instrument(span)
+                .await
+        };
+        let status = response.status().as_u16();
+        self.metrics.request(&route, status);
+        let denial = response.extensions().get::<DenialCode>().map(|d| d.0);
+        let held = response
+            .extensions()
+            .get::<HeldEntry>()
+            .map(|h| h.0.clone());
+        if denial != Some(Denial::AuditUnavailable.code()) {
+            let mut record = audit_record(ctx, "request", &request_id);
+            record.route = Some(route);
+            record.method = Some(method);
+            record.path = Some(path);
+            record.status = Some(status);
+            record.bytes_in = bytes_in;
+            record.bytes_out = response
+                .headers()
+                .get(header::CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<u64>().ok());
+            record.latency_ms = Some(started.elapsed().as_millis() as u64);
+            if let Some(a) = response.extensions().get::<AssistantSeen>() {
+                record.assistant_id = Some(a.0.clone());
+                record.supervisors = Some(a.1.clone());
+            }
+            record.upstream_status = response.extensions().get::<UpstreamStatus>().map(|u| u.0);
+            let durable = denial.is_some() || held.is_some();
+            record.decision = Some(
+                match (denial, &held) {
+                    (Some(_), _) => "deny",
+                    (None, Some(_)) => "hold",
+                    _ => "allow",
+                }
+                .into(),
+            );
+            record.reason = denial.map(str::to_owned);
+            record.detail = held.map(|id| format!("pending {id}"));
+            let written = if durable {
+                self.audit.append_durable(record).await
+            } else {
+                self.audit.append(record).await
+            };
+            if let Err(e) = written {
+                self.metrics.audit_failure();
+                tracing::error!(request_id, error = %e, "audit record not written");
+                if refuse_unrecorded && durable {
+                    // A denial or a held write must not be answered unrecorded; the held
+                    // entry itself is stored and stays visible at /_hpki/pending.
+                    response = deny(
+                        Denial::AuditUnavailable,
+                        Some("the audit log cannot be written"),
+                        &request_id,
+                        json,
+                    );
+                }
+            }
+        }
+        if let Ok(v) = HeaderValue::from_str(&request_id) {
+            response.headers_mut().insert("x-hpki-request-id", v);
+        }
+        response
+    }
+
+    /// The metrics/audit label of a request: the route's path prefix, the gateway's
+    /// own path, or `(no route)`.
+    fn route_label(&self, req: &Request<Incoming>) -> String {
+        let path = req.uri().path();
+        for own in [JWKS_PATH, WHOAMI_PATH, PENDING_PATH, EMERGENCY_PATH] {
+            if path == own || path.starts_with(&format!("{own}/")) {
+                return own.to_owned();
+            }
+        }
+        let host = request_host(req);
+        self.routes
+            .find(host.as_deref(), path)
+            .map(|r| r.path.clone())
+            .unwrap_or_else(|| "(no route)".into())
+    }
+
+    async fn route_request(
+        &self,
+        mut req: Request<Incoming>,
+        ctx: &ConnectionContext,
+        request_id: &str,
+        json: bool,
+    ) -> Response<Body> {
+        let request_id = request_id.to_owned();
+        strip_identity_headers(req.headers_mut());
         let path = req.uri().path().to_owned();
 
-        let mut response = if path == JWKS_PATH {
+        let response = if path == JWKS_PATH {
             json_response(StatusCode::OK, self.signer.jwks().to_string())
         } else if path == PENDING_PATH || path.starts_with("/_hpki/pending/") {
             held::endpoint(self, req, ctx, &request_id, json).await
@@ -514,23 +679,92 @@ impl Gateway {
                     }
                     Ok(Some(identity)) => match self.principal(identity).await {
                         Err((denial, detail)) => deny(denial, Some(&detail), &request_id, json),
-                        Ok(principal) if held::must_hold(route, &principal, req.method()) => {
-                            held::hold(self, route, req, &principal, &request_id, json).await
-                        }
                         Ok(principal) => {
-                            self.upstreams
-                                .forward(self, route, req, Some(&principal), ctx, &request_id, json)
-                                .await
+                            let mut response = if held::must_hold(route, &principal, req.method()) {
+                                held::hold(self, route, req, &principal, &request_id, json).await
+                            } else {
+                                self.upstreams
+                                    .forward(
+                                        self,
+                                        route,
+                                        req,
+                                        Some(&principal),
+                                        ctx,
+                                        &request_id,
+                                        json,
+                                    )
+                                    .await
+                            };
+                            if let Some(holder) = &principal.assistant {
+                                response.extensions_mut().insert(AssistantSeen(
+                                    holder.assistant.id.clone(),
+                                    holder
+                                        .supervisors
+                                        .iter()
+                                        .map(|d| d.hpki_id.clone())
+                                        .collect(),
+                                ));
+                            }
+                            response
                         }
                     },
                 },
             }
         };
-        if let Ok(v) = HeaderValue::from_str(&request_id) {
-            response.headers_mut().insert("x-hpki-request-id", v);
-        }
         response
     }
+}
+
+/// Response extensions by which a phase tells `handle` what it decided, for the audit
+/// record and metrics (never sent to the client).
+#[derive(Clone, Copy)]
+pub struct DenialCode(pub &'static str);
+#[derive(Clone)]
+pub struct HeldEntry(pub String);
+#[derive(Clone)]
+pub struct AssistantSeen(pub String, pub Vec<String>);
+#[derive(Clone, Copy)]
+pub struct UpstreamStatus(pub u16);
+
+/// A record with the connection's identity filled in.
+pub fn audit_record(
+    ctx: &ConnectionContext,
+    event: &str,
+    request_id: &str,
+) -> crate::audit::Record {
+    let mut r = crate::audit::Record {
+        time_ms: now_ms(),
+        event: event.into(),
+        request_id: Some(request_id.to_owned()),
+        peer: Some(ctx.peer.to_string()),
+        ..Default::default()
+    };
+    match &ctx.identity {
+        ConnectionIdentity::Authenticated(id) => fill_identity(&mut r, id),
+        ConnectionIdentity::Refused { reason, .. } => {
+            r.kind = Some("refused".into());
+            r.reason = Some(reason.code().into());
+        }
+        ConnectionIdentity::Anonymous => r.kind = Some("anonymous".into()),
+    }
+    r
+}
+
+pub fn fill_identity(r: &mut crate::audit::Record, id: &Identity) {
+    r.kind = Some(id.kind.as_str().into());
+    r.role = id.roles.first().cloned();
+    r.hpki_id = id.hpki_id.clone();
+    r.name = id.name_kanji.clone().or_else(|| id.name.clone());
+    r.cert_serial = Some(id.serial.clone());
+    r.cert_issuer = Some(id.issuer.clone());
+    r.cert_sha256 = Some(id.sha256.clone());
+}
+
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
 }
 
 impl Gateway {
@@ -648,6 +882,38 @@ impl Gateway {
                 .fold(0u8, |acc, (a, b)| acc | (a ^ b))
                 == 0
     }
+}
+
+/// Opens the configured audit log (its writer future is spawned by `serve`).
+#[allow(clippy::type_complexity)]
+fn open_audit(
+    config: &Config,
+) -> Result<
+    (
+        crate::audit::AuditLog,
+        std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>,
+    ),
+    String,
+> {
+    let a = &config.audit;
+    let hmac_key = match &a.hmac_key {
+        Some(path) => Some(
+            crate::audit::read_key_file(path)
+                .map_err(|e| format!("audit.hmac_key {}: {e}", path.display()))?,
+        ),
+        None => None,
+    };
+    let (log, writer) = crate::audit::AuditLog::open(crate::audit::AuditConfig {
+        dir: a.dir.clone(),
+        node: a.node.clone(),
+        segment_max_bytes: a.segment_max_bytes,
+        fsync_interval: a.fsync_interval,
+        fsync_records: a.fsync_records,
+        queue: 10_000,
+        hmac_key,
+    })
+    .map_err(|e| format!("audit.dir {}: {e}", a.dir.display()))?;
+    Ok((log, Box::pin(writer)))
 }
 
 /// Decides whether the connection's holder may use the route.
@@ -785,7 +1051,9 @@ fn page_response(page: pages::Page) -> Response<Body> {
 }
 
 pub fn deny(denial: Denial, detail: Option<&str>, request_id: &str, json: bool) -> Response<Body> {
-    page_response(pages::denial_page(denial, detail, request_id, json))
+    let mut r = page_response(pages::denial_page(denial, detail, request_id, json));
+    r.extensions_mut().insert(DenialCode(denial.code()));
+    r
 }
 
 async fn shutdown_signal() {

@@ -194,6 +194,9 @@ pub struct Revocation {
     settings: RevocationFetch,
     ocsp_cache: moka::future::Cache<(IssuerId, Vec<u8>), (OcspCached, u64)>,
     refresh: refresh::RefreshHandle,
+    /// OCSP lookups, and those that missed the cache, for the hit ratio in /metrics.
+    ocsp_lookups: std::sync::atomic::AtomicU64,
+    ocsp_fetches: std::sync::atomic::AtomicU64,
 }
 
 impl Revocation {
@@ -217,6 +220,8 @@ impl Revocation {
             settings,
             ocsp_cache,
             refresh,
+            ocsp_lookups: Default::default(),
+            ocsp_fetches: Default::default(),
         });
         rev.register_store_distribution_points(store);
         (rev, task)
@@ -468,9 +473,13 @@ impl Revocation {
     ) -> OcspCached {
         let key = (IssuerId::of(issuer), cert.serial_bytes().to_vec());
         let negative = self.settings.ocsp_negative_ttl.as_secs();
+        self.ocsp_lookups
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let cached = self
             .ocsp_cache
             .get_with(key, async {
+                self.ocsp_fetches
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 let answer = self.fetch_ocsp(cert, issuer, url, now).await;
                 let ttl = match &answer {
                     // Cache up to nextUpdate, never past it, and at most an hour: a
@@ -535,6 +544,15 @@ impl Revocation {
             24 * 3600,
         )
         .map_err(|e| e.to_string())
+    }
+
+    /// (lookups, lookups that asked a responder) since start.
+    pub fn ocsp_counts(&self) -> (u64, u64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        (
+            self.ocsp_lookups.load(Relaxed),
+            self.ocsp_fetches.load(Relaxed),
+        )
     }
 
     pub fn ocsp_cache_len(&self) -> u64 {

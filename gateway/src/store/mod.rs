@@ -560,6 +560,15 @@ pub trait Store: Send + Sync {
     /// Assistants a doctor currently supervises.
     async fn supervised_by(&self, doctor: &DoctorRef) -> StoreResult<Vec<String>>;
     async fn ledger_changes(&self, since: Timestamp) -> StoreResult<Vec<LedgerChange>>;
+    /// Changes recorded after the change `after_id` (ids sort in recording order), oldest
+    /// first, at most `limit`: how the audit log follows the ledger.
+    async fn ledger_changes_after(
+        &self,
+        after_id: &str,
+        limit: i64,
+    ) -> StoreResult<Vec<LedgerChange>>;
+    /// Sets a value shared by every gateway on this store.
+    async fn set_setting(&self, name: &str, value: &str) -> StoreResult<()>;
     /// Applies a whole ledger in one transaction: all rows or none. Rows are checked
     /// against the store (a card held by someone else ...); with `dry_run`, or when any
     /// row has a problem, the transaction is rolled back and the report says why.

@@ -829,6 +829,46 @@ impl Store for SqlStore {
             .collect()
     }
 
+    async fn ledger_changes_after(
+        &self,
+        after_id: &str,
+        limit: i64,
+    ) -> StoreResult<Vec<LedgerChange>> {
+        let rows = sqlx::query(
+            "SELECT id, at, recorded_at, operator, action, subject, detail FROM ledger_changes \
+             WHERE id > $1 ORDER BY id LIMIT $2",
+        )
+        .bind(after_id)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(LedgerChange {
+                    id: r.try_get("id")?,
+                    at: r.try_get("at")?,
+                    recorded_at: r.try_get("recorded_at")?,
+                    operator: r.try_get("operator")?,
+                    action: r.try_get("action")?,
+                    subject: r.try_get("subject")?,
+                    detail: r.try_get("detail")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn set_setting(&self, name: &str, value: &str) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO hpki_settings (name, value) VALUES ($1, $2) \
+             ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+        )
+        .bind(name)
+        .bind(value)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
     async fn import_ledger(
         &self,
         rows: &[LedgerRow],

@@ -408,6 +408,8 @@ allow_anonymous = true
 pub struct Gateway {
     child: Child,
     pub addr: SocketAddr,
+    /// The admin listener (healthz, readyz, metrics).
+    pub admin: SocketAddr,
     pub log: PathBuf,
     pub config: PathBuf,
 }
@@ -423,7 +425,24 @@ impl Gateway {
         let dir = pki().dir.join(format!("gw-{}", listen.port()));
         std::fs::create_dir_all(&dir).unwrap();
         let config = dir.join("gateway.toml");
-        std::fs::write(&config, config_text).unwrap();
+        // Tests run in parallel: each gateway gets its own admin port unless the test
+        // chose one (a restart with the same config text keeps it).
+        let config_text = if config_text.contains("\n[admin]") {
+            config_text.to_owned()
+        } else {
+            format!(
+                "{config_text}\n[admin]\nlisten = \"127.0.0.1:{}\"\n",
+                free_port()
+            )
+        };
+        std::fs::write(&config, &config_text).unwrap();
+        let admin: SocketAddr = config_text
+            .split("\n[admin]")
+            .nth(1)
+            .and_then(|t| t.lines().find(|l| l.starts_with("listen")))
+            .and_then(|l| l.split('"').nth(1))
+            .and_then(|a| a.parse().ok())
+            .unwrap_or_else(|| "127.0.0.1:9900".parse().unwrap());
         let log = dir.join("gateway.log");
         let child = Command::new(env!("CARGO_BIN_EXE_hpki-gateway"))
             .args(["run", "--config"])
@@ -437,6 +456,7 @@ impl Gateway {
         let mut gw = Gateway {
             child,
             addr: listen,
+            admin,
             log,
             config,
         };
@@ -455,6 +475,18 @@ impl Gateway {
         gw
     }
 
+    /// GET on the admin listener: (status, body).
+    pub fn admin_get(&self, path: &str) -> (u16, String) {
+        let out = Command::new("curl")
+            .args(["-sS", "--max-time", "10", "-o", "-", "-w", "\n%{http_code}"])
+            .arg(format!("http://{}{path}", self.admin))
+            .output()
+            .expect("curl");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let (body, code) = text.rsplit_once('\n').unwrap_or(("", &text));
+        (code.trim().parse().unwrap_or(0), body.to_owned())
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("https://{}{path}", self.addr)
     }
@@ -465,6 +497,18 @@ impl Gateway {
 
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// Waits (bounded) for the process to exit by itself; its exit code.
+    pub fn wait_exit(&mut self, within: Duration) -> Option<i32> {
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status.code();
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
     }
 
     /// SIGKILL, as a crash: nothing is flushed or drained.
