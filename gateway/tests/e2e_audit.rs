@@ -201,6 +201,16 @@ fn every_request_and_refusal_is_recorded_and_the_chain_verifies() {
         "{failures:?}"
     );
 
+    let start = records(&e.audit_dir)
+        .into_iter()
+        .find(|r| r["event"] == "start")
+        .expect("a start record");
+    let detail = start["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("hpki-auth [") && detail.contains("hpki-org ["),
+        "{detail}"
+    );
+
     let (code, out) = verify(&e.audit_dir);
     assert_eq!(code, 0, "{out}");
     assert!(e.upstream.take().len() >= 2);

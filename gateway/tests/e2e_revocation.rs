@@ -1461,6 +1461,18 @@ fn ocsp_with_openssl_ca_and_responder() {
         "the allowed unavailability is logged:\n{}",
         tail(&allow.log_text(), 10)
     );
+    // ...and recorded in the audit log, where an auditor finds fail-open admissions.
+    let record = allow
+        .audit_record(|r| r["event"] == "revocation")
+        .expect("a revocation record in the audit log");
+    assert_eq!(record["decision"], "allow", "{record}");
+    assert_eq!(record["reason"], "revocation_unavailable", "{record}");
+    assert!(
+        record["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("on_unavailable = allow")),
+        "{record}"
+    );
     // A stale response (nextUpdate in the past) cannot be produced with a live
     // `openssl ocsp`: -ndays/-nmin must be positive, so its nextUpdate is at least a minute
     // ahead, and clock_skew cannot be set below one second; waiting past it would take

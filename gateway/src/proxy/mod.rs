@@ -250,6 +250,36 @@ impl Gateway {
         if let Some(writer) = self.audit_writer.lock().ok().and_then(|mut w| w.take()) {
             tokio::spawn(writer);
         }
+        // What this process serves with, for an auditor reading the log later: the trust
+        // profiles and their anchors.
+        let anchors: Vec<String> = self
+            .trust
+            .profiles
+            .iter()
+            .map(|p| {
+                let fps: Vec<String> = p
+                    .directory
+                    .anchors
+                    .iter()
+                    .map(|a| pki::name::hex(&a.sha256()[..8]))
+                    .collect();
+                format!("{} [{}]", p.name, fps.join(" "))
+            })
+            .collect();
+        let start = crate::audit::Record {
+            time_ms: now_ms(),
+            event: "start".into(),
+            detail: Some(format!(
+                "hpki-gateway {} serving {}; trust: {}",
+                env!("CARGO_PKG_VERSION"),
+                self.config.server.listen,
+                anchors.join("; ")
+            )),
+            ..Default::default()
+        };
+        if let Err(e) = self.audit.append_durable(start).await {
+            tracing::error!(error = %e, "the audit log cannot be written at start");
+        }
         tokio::spawn(held::run_maintenance(Arc::downgrade(&self)));
         if let Some(task) = self.refresh.lock().ok().and_then(|mut t| t.take()) {
             tokio::spawn(crate::revocation::run_refresh(
@@ -475,7 +505,26 @@ impl Gateway {
                 tracing::warn!(
                     depth, why = %why, profile = %auth.profile,
                     "revocation status unavailable; allowed by revocation.on_unavailable = \"allow\""
-                )
+                );
+                // A fail-open admission is a decision an auditor must be able to find.
+                let leaf = auth.path.leaf();
+                let record = crate::audit::Record {
+                    time_ms: now_ms(),
+                    event: "revocation".into(),
+                    decision: Some("allow".into()),
+                    reason: Some(pki::Reason::RevocationUnavailable.code().into()),
+                    cert_serial: Some(leaf.serial_hex()),
+                    cert_issuer: Some(pki::name::display(leaf.issuer())),
+                    cert_sha256: Some(pki::name::hex(leaf.sha256())),
+                    detail: Some(format!(
+                        "profile {} (on_unavailable = allow), depth {depth}: {why}",
+                        auth.profile
+                    )),
+                    ..Default::default()
+                };
+                if self.audit.append(record).await.is_err() {
+                    self.metrics.audit_failure();
+                }
             }
             Outcome::Revoked {
                 depth,

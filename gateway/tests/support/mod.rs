@@ -499,6 +499,43 @@ impl Gateway {
         self.child.id()
     }
 
+    /// The records of this gateway's audit log (default `[audit] dir`, beside its
+    /// config), waiting up to 5 s for one that `matches` (allowed requests and other
+    /// non-durable records are group-committed).
+    pub fn audit_record(
+        &self,
+        matches: impl Fn(&serde_json::Value) -> bool,
+    ) -> Option<serde_json::Value> {
+        let dir = self.config.parent().unwrap().join("var/audit");
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let mut files = Vec::new();
+            let mut stack = vec![dir.clone()];
+            while let Some(d) = stack.pop() {
+                for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+                    let p = e.path();
+                    if p.is_dir() {
+                        stack.push(p);
+                    } else {
+                        files.push(p);
+                    }
+                }
+            }
+            files.sort();
+            let found = files.iter().find_map(|f| {
+                std::fs::read_to_string(f)
+                    .unwrap_or_default()
+                    .lines()
+                    .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+                    .find(|r| matches(r))
+            });
+            if found.is_some() || Instant::now() > deadline {
+                return found;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     /// Waits (bounded) for the process to exit by itself; its exit code.
     pub fn wait_exit(&mut self, within: Duration) -> Option<i32> {
         let deadline = Instant::now() + within;
