@@ -452,3 +452,40 @@ fn sigterm_drains_and_flushes_the_audit_log() {
     let (code, out) = verify(&e.audit_dir);
     assert_eq!(code, 0, "{out}");
 }
+
+#[test]
+fn the_admin_endpoints_can_live_on_a_unix_socket() {
+    let tmp = tempfile::tempdir().unwrap();
+    let socket = tmp.path().join("admin.sock");
+    let upstream = Upstream::start();
+    let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let text = config(
+        addr,
+        upstream.addr,
+        "hpki-card",
+        "required",
+        &format!("\n[admin]\nsocket = \"{}\"\n", socket.display()),
+    );
+    let gw = Gateway::start(&text, addr);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !socket.exists() {
+        assert!(Instant::now() < deadline, "{}", gw.log_text());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let get = |path: &str| {
+        let out = Command::new("curl")
+            .args(["-sS", "--max-time", "10", "--unix-socket"])
+            .arg(&socket)
+            .arg(format!("http://admin{path}"))
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    assert_eq!(get("/healthz"), "ok\n");
+    assert!(get("/metrics").contains("# TYPE hpki_requests_total counter"));
+    assert!(
+        get("/readyz").contains("\"ready\":true"),
+        "{}",
+        get("/readyz")
+    );
+}
