@@ -54,6 +54,72 @@ pub struct TrustDirectory {
     pub crl_files: Vec<PathBuf>,
     /// Files that were not read because of their extension (README, notes...).
     pub ignored: Vec<PathBuf>,
+    /// Staged rotation: the windows in which some anchors are accepted, from the
+    /// directory's `trust.toml` (empty without one). An anchor with no window is accepted
+    /// whenever it is valid.
+    pub schedule: Vec<AnchorWindow>,
+}
+
+/// The file in a trust directory that schedules anchors (staged rotation).
+pub const SCHEDULE_FILE: &str = "trust.toml";
+
+/// When one anchor is accepted, from `trust.toml`:
+///
+/// ```toml
+/// [[anchor]]
+/// file = "anchors/root-2027.pem"   # or sha256 = "ab12..." (the certificate's SHA-256)
+/// not_before = "2026-12-01T00:00:00+09:00"  # optional; RFC 3339 or a date (midnight JST)
+/// not_after = "2027-03-31"                  # optional, exclusive
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AnchorWindow {
+    /// SHA-256 of the anchor certificate's DER.
+    pub anchor_sha256: [u8; 32],
+    /// Accepted from this time (Unix seconds, inclusive).
+    pub not_before: Option<i64>,
+    /// Accepted until this time (Unix seconds, exclusive).
+    pub not_after: Option<i64>,
+}
+
+/// Where `now` falls in an [`AnchorWindow`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WindowState {
+    NotYetActive,
+    Active,
+    Retired,
+}
+
+impl AnchorWindow {
+    pub fn state(&self, now: crate::pki::UnixTime) -> WindowState {
+        let now = i64::try_from(now.0).unwrap_or(i64::MAX);
+        if self.not_before.is_some_and(|nb| now < nb) {
+            WindowState::NotYetActive
+        } else if self.not_after.is_some_and(|na| now >= na) {
+            WindowState::Retired
+        } else {
+            WindowState::Active
+        }
+    }
+
+    pub fn is_active(&self, now: crate::pki::UnixTime) -> bool {
+        self.state(now) == WindowState::Active
+    }
+
+    /// "accepted from 2026-12-01T00:00:00+09:00 until 2027-03-31T00:00:00+09:00" (either
+    /// bound may be missing), times in Japan time.
+    pub fn describe(&self) -> String {
+        use crate::store::format_time;
+        match (self.not_before, self.not_after) {
+            (Some(nb), Some(na)) => format!(
+                "accepted from {} until {}",
+                format_time(nb),
+                format_time(na)
+            ),
+            (Some(nb), None) => format!("accepted from {}", format_time(nb)),
+            (None, Some(na)) => format!("accepted until {}", format_time(na)),
+            (None, None) => "accepted always".to_owned(),
+        }
+    }
 }
 
 impl TrustDirectory {
@@ -103,6 +169,10 @@ impl TrustDirectory {
                 }
             }
         }
+        let schedule_path = dir.join(SCHEDULE_FILE);
+        if schedule_path.exists() {
+            store.schedule = load_schedule(dir, &schedule_path, &store.anchors, &mut problems);
+        }
         if problems.is_empty() {
             Ok(store)
         } else {
@@ -112,6 +182,285 @@ impl TrustDirectory {
             })
         }
     }
+
+    /// The `trust.toml` window of an anchor, if it has one.
+    pub fn window(&self, anchor_sha256: &[u8; 32]) -> Option<&AnchorWindow> {
+        self.schedule
+            .iter()
+            .find(|w| &w.anchor_sha256 == anchor_sha256)
+    }
+
+    /// Whether the anchor with this SHA-256 is accepted at `now` according to
+    /// `trust.toml`: `Err` says why not ("anchor <subject> is accepted from ... (trust.toml)").
+    /// An anchor without a window is always active here (its own validity is checked by
+    /// path validation).
+    pub fn anchor_active(
+        &self,
+        anchor_sha256: &[u8; 32],
+        now: crate::pki::UnixTime,
+    ) -> Result<(), String> {
+        let Some(w) = self.window(anchor_sha256) else {
+            return Ok(());
+        };
+        let subject = || {
+            self.anchors
+                .iter()
+                .find(|c| c.sha256() == anchor_sha256)
+                .map(|c| crate::pki::name::display(c.subject()))
+                .unwrap_or_else(|| crate::pki::name::hex(anchor_sha256))
+        };
+        match w.state(now) {
+            WindowState::Active => Ok(()),
+            WindowState::NotYetActive => Err(format!(
+                "anchor \"{}\" is accepted from {} ({SCHEDULE_FILE})",
+                subject(),
+                crate::store::format_time(w.not_before.unwrap_or_default())
+            )),
+            WindowState::Retired => Err(format!(
+                "anchor \"{}\" was accepted until {} ({SCHEDULE_FILE})",
+                subject(),
+                crate::store::format_time(w.not_after.unwrap_or_default())
+            )),
+        }
+    }
+
+    /// Whether some anchor is outside its window at `now`.
+    fn has_inactive_anchor(&self, now: crate::pki::UnixTime) -> bool {
+        self.schedule.iter().any(|w| !w.is_active(now))
+    }
+
+    /// The anchors accepted at `now`.
+    fn active_anchors(&self, now: crate::pki::UnixTime) -> CertificatePool {
+        CertificatePool::from_certs(
+            self.anchors
+                .iter()
+                .filter(|c| self.window(c.sha256()).is_none_or(|w| w.is_active(now)))
+                .cloned(),
+        )
+    }
+}
+
+/// Reads `trust.toml`; every problem is reported naming the file and the key.
+fn load_schedule(
+    dir: &Path,
+    path: &Path,
+    anchors: &CertificatePool,
+    problems: &mut Vec<FileProblem>,
+) -> Vec<AnchorWindow> {
+    let mut push = |problem: String| {
+        problems.push(FileProblem {
+            path: path.to_owned(),
+            problem,
+        })
+    };
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) => {
+            push(format!("cannot be read: {e}"));
+            return Vec::new();
+        }
+    };
+    let table = match text.parse::<toml::Table>() {
+        Ok(t) => t,
+        Err(e) => {
+            // toml's Display is a multi-line snippet; its first line is the position.
+            let rendered = e.to_string();
+            let position = rendered.lines().next().unwrap_or("TOML parse error");
+            push(format!(
+                "{position}: {}: fix the TOML syntax there",
+                e.message()
+            ));
+            return Vec::new();
+        }
+    };
+    let mut out: Vec<AnchorWindow> = Vec::new();
+    for (key, value) in &table {
+        if key != "anchor" {
+            push(format!(
+                "unknown key `{key}`: {SCHEDULE_FILE} holds only [[anchor]] tables"
+            ));
+            continue;
+        }
+        let Some(entries) = value.as_array() else {
+            push("`anchor` must be an array of tables: write each as [[anchor]]".into());
+            continue;
+        };
+        for (i, entry) in entries.iter().enumerate() {
+            let at = format!("[[anchor]] #{}", i + 1);
+            let Some(entry) = entry.as_table() else {
+                push(format!("{at} must be a table: write it as [[anchor]]"));
+                continue;
+            };
+            if let Some(w) = schedule_entry(dir, &at, entry, anchors, &mut push) {
+                if let Some(j) = out.iter().position(|o| o.anchor_sha256 == w.anchor_sha256) {
+                    push(format!(
+                        "{at} names the same anchor as [[anchor]] #{}: give each anchor one window",
+                        j + 1
+                    ));
+                } else {
+                    out.push(w);
+                }
+            }
+        }
+    }
+    out
+}
+
+/// One `[[anchor]]` table; `None` (after reporting) when it cannot be used.
+fn schedule_entry(
+    dir: &Path,
+    at: &str,
+    entry: &toml::Table,
+    anchors: &CertificatePool,
+    push: &mut impl FnMut(String),
+) -> Option<AnchorWindow> {
+    const KEYS: [&str; 4] = ["file", "sha256", "not_before", "not_after"];
+    let mut ok = true;
+    for key in entry.keys() {
+        if !KEYS.contains(&key.as_str()) {
+            push(format!(
+                "{at}: unknown key `{key}` (expected one of file, sha256, not_before, not_after)"
+            ));
+            ok = false;
+        }
+    }
+    let mut string = |key: &str, push: &mut dyn FnMut(String)| -> Option<String> {
+        match entry.get(key)? {
+            toml::Value::String(s) => Some(s.clone()),
+            // A TOML date or date-time written without quotes.
+            toml::Value::Datetime(d) if key.starts_with("not_") => Some(d.to_string()),
+            v => {
+                push(format!(
+                    "{at}: `{key}` must be a string in quotes, found {}",
+                    v.type_str()
+                ));
+                ok = false;
+                None
+            }
+        }
+    };
+    let file = string("file", push);
+    let sha = string("sha256", push);
+    let not_before_text = string("not_before", push);
+    let not_after_text = string("not_after", push);
+    let mut time = |key: &str, text: Option<String>| -> Option<i64> {
+        let text = text?;
+        match crate::store::parse_time(&text) {
+            Ok(t) => Some(t),
+            Err(e) => {
+                push(format!("{at}: `{key}`: {e}"));
+                ok = false;
+                None
+            }
+        }
+    };
+    let not_before = time("not_before", not_before_text);
+    let not_after = time("not_after", not_after_text);
+    if let (Some(nb), Some(na)) = (not_before, not_after) {
+        if nb >= na {
+            push(format!(
+                "{at}: `not_before` ({}) must be before `not_after` ({}, exclusive)",
+                crate::store::format_time(nb),
+                crate::store::format_time(na)
+            ));
+            ok = false;
+        }
+    }
+    let anchor_sha256 = match (file, sha) {
+        (Some(_), Some(_)) => {
+            push(format!("{at}: give either `file` or `sha256`, not both"));
+            None
+        }
+        (None, None) => {
+            push(format!(
+                "{at}: names no anchor: add `file = \"anchors/<root>.pem\"` or `sha256 = \"<hex>\"`"
+            ));
+            None
+        }
+        (Some(file), None) => schedule_file_anchor(dir, at, &file, anchors, push),
+        (None, Some(hex)) => {
+            let digits: String = hex
+                .chars()
+                .filter(|c| !matches!(c, ':' | ' '))
+                .collect::<String>()
+                .to_ascii_lowercase();
+            match parse_sha256_hex(&digits) {
+                None => {
+                    push(format!(
+                        "{at}: `sha256` {hex:?} is not a SHA-256 in hex (64 hex digits, as `hpki-gateway cert inspect` prints)"
+                    ));
+                    None
+                }
+                Some(d) if anchors.iter().any(|c| c.sha256() == &d) => Some(d),
+                Some(_) => {
+                    push(format!(
+                        "{at}: `sha256` {hex} is the fingerprint of no certificate in anchors/"
+                    ));
+                    None
+                }
+            }
+        }
+    };
+    let anchor_sha256 = anchor_sha256?;
+    ok.then_some(AnchorWindow {
+        anchor_sha256,
+        not_before,
+        not_after,
+    })
+}
+
+fn schedule_file_anchor(
+    dir: &Path,
+    at: &str,
+    file: &str,
+    anchors: &CertificatePool,
+    push: &mut impl FnMut(String),
+) -> Option<[u8; 32]> {
+    let path = dir.join(file);
+    let bytes = match std::fs::read(&path) {
+        Ok(b) => b,
+        Err(e) => {
+            push(format!(
+                "{at}: `file` {file:?} cannot be read ({e}): name a file under {}, such as anchors/<root>.pem",
+                dir.display()
+            ));
+            return None;
+        }
+    };
+    let certs = match parse_certificates(&bytes) {
+        Ok(c) => c,
+        Err(e) => {
+            push(format!("{at}: `file` {file:?} is not a certificate: {e}"));
+            return None;
+        }
+    };
+    let [cert] = certs.as_slice() else {
+        push(format!(
+            "{at}: `file` {file:?} holds {} certificates: name one anchor per [[anchor]] (use `sha256` for one of a bundle)",
+            certs.len()
+        ));
+        return None;
+    };
+    if anchors.iter().any(|c| c.sha256() == cert.sha256()) {
+        Some(*cert.sha256())
+    } else {
+        push(format!(
+            "{at}: `file` {file:?} is not one of the anchors in anchors/ (certificate \"{}\")",
+            crate::pki::name::display(cert.subject())
+        ));
+        None
+    }
+}
+
+fn parse_sha256_hex(s: &str) -> Option<[u8; 32]> {
+    if s.len() != 64 || !s.is_ascii() {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, byte) in out.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(&s[2 * i..2 * i + 2], 16).ok()?;
+    }
+    Some(out)
 }
 
 fn has_extension(path: &Path, exts: &[&str]) -> bool {
@@ -238,13 +587,58 @@ impl TrustStore {
         now: crate::pki::UnixTime,
     ) -> Result<Authenticated, crate::pki::PathError> {
         use crate::pki::{verify_for_login, KeyPurpose, PathOptions, Reason};
-        let mut best: Option<crate::pki::PathError> = None;
+        // How telling a refusal is: any reason beats "untrusted issuer", and an anchor
+        // outside its trust.toml window beats an issuer no profile knows.
+        let rank = |e: &crate::pki::PathError, scheduled: bool| match e.reason {
+            Reason::UntrustedIssuer if scheduled => 1,
+            Reason::UntrustedIssuer => 0,
+            _ => 2,
+        };
+        let mut best: Option<(u8, crate::pki::PathError)> = None;
         for (profile_index, profile) in self.profiles.iter().enumerate() {
             let mut opts = PathOptions::new(now, KeyPurpose::ClientAuth);
             opts.required_policies = profile.required_policies.clone();
             opts.max_intermediates = profile.max_intermediates;
             let dir = &profile.directory;
-            match verify_for_login(leaf, presented, &dir.anchors, &dir.intermediates, &opts) {
+            // Staged rotation: an anchor outside its trust.toml window is left out of the
+            // pool before path building, so when a card chains to both an inactive and an
+            // active anchor (a cross-certificate between old and new root) the builder
+            // finds the active one instead of stopping at the inactive one. Only when no
+            // active anchor accepts the card is the full pool tried, to say which window
+            // refused it.
+            let scheduled = dir.has_inactive_anchor(now);
+            let active;
+            let anchors = if scheduled {
+                active = dir.active_anchors(now);
+                &active
+            } else {
+                &dir.anchors
+            };
+            let mut refused_by_schedule = false;
+            let result = match verify_for_login(leaf, presented, anchors, &dir.intermediates, &opts)
+            {
+                Err(e) if scheduled => {
+                    match verify_for_login(leaf, presented, &dir.anchors, &dir.intermediates, &opts)
+                    {
+                        Ok(path) => match dir.anchor_active(path.anchor().sha256(), now) {
+                            Err(detail) => {
+                                refused_by_schedule = true;
+                                Err(crate::pki::PathError {
+                                    reason: Reason::UntrustedIssuer,
+                                    depth: Some(path.chain.len() - 1),
+                                    detail,
+                                })
+                            }
+                            // Found only with the full pool, through an active anchor (the
+                            // bounded search took another branch): keep the first refusal.
+                            Ok(()) => Err(e),
+                        },
+                        Err(_) => Err(e),
+                    }
+                }
+                other => other,
+            };
+            match result {
                 Ok(path) => {
                     return Ok(Authenticated {
                         profile_index,
@@ -254,20 +648,14 @@ impl TrustStore {
                     })
                 }
                 Err(e) => {
-                    let better = match &best {
-                        None => true,
-                        Some(b) => {
-                            b.reason == Reason::UntrustedIssuer
-                                && e.reason != Reason::UntrustedIssuer
-                        }
-                    };
-                    if better {
-                        best = Some(e);
+                    let r = rank(&e, refused_by_schedule);
+                    if best.as_ref().is_none_or(|(b, _)| r > *b) {
+                        best = Some((r, e));
                     }
                 }
             }
         }
-        Err(best.unwrap_or(crate::pki::PathError {
+        Err(best.map(|(_, e)| e).unwrap_or(crate::pki::PathError {
             reason: Reason::UntrustedIssuer,
             depth: Some(0),
             detail: "no trust profile is configured".into(),
