@@ -115,6 +115,23 @@ fn text(status: StatusCode, content_type: &'static str, body: String) -> Respons
 }
 
 async fn respond(gw: &Arc<Gateway>, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    if req.uri().path() == "/trust/reload" {
+        if req.method() != http::Method::POST {
+            return text(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "text/plain; charset=utf-8",
+                "POST /trust/reload (header X-HPKI-Operator: who)\n".into(),
+            );
+        }
+        let operator = req
+            .headers()
+            .get("x-hpki-operator")
+            .and_then(|v| v.to_str().ok())
+            .map(|v| format!("admin API: {v}"))
+            .unwrap_or_else(|| "admin API".into());
+        let report = gw.reload("admin API", Some(&operator), false).await;
+        return reload_response(&report);
+    }
     if req.method() != http::Method::GET && req.method() != http::Method::HEAD {
         return text(
             StatusCode::METHOD_NOT_ALLOWED,
@@ -123,6 +140,10 @@ async fn respond(gw: &Arc<Gateway>, req: Request<Incoming>) -> Response<Full<Byt
         );
     }
     match req.uri().path() {
+        "/trust/diff" => {
+            let report = gw.reload("diff", None, true).await;
+            reload_response(&report)
+        }
         "/healthz" => text(StatusCode::OK, "text/plain; charset=utf-8", "ok\n".into()),
         "/readyz" => {
             let (ready, body) = readiness(gw).await;
@@ -149,6 +170,19 @@ async fn respond(gw: &Arc<Gateway>, req: Request<Incoming>) -> Response<Full<Byt
     }
 }
 
+fn reload_response(report: &crate::proxy::reload::ReloadReport) -> Response<Full<Bytes>> {
+    use crate::proxy::reload::ReloadOutcome;
+    let status = match report.outcome {
+        ReloadOutcome::Refused | ReloadOutcome::WouldRefuse => StatusCode::UNPROCESSABLE_ENTITY,
+        _ => StatusCode::OK,
+    };
+    text(
+        status,
+        "application/json",
+        serde_json::to_string(report).unwrap_or_default(),
+    )
+}
+
 async fn store_reachable(gw: &Gateway) -> Result<(), String> {
     match tokio::time::timeout(STORE_PROBE, gw.store.ping()).await {
         Ok(Ok(())) => Ok(()),
@@ -161,19 +195,39 @@ async fn store_reachable(gw: &Gateway) -> Result<(), String> {
 pub async fn readiness(gw: &Gateway) -> (bool, serde_json::Value) {
     let now = crate::proxy::now().0 as i64;
     let trust = {
-        let empty: Vec<&str> = gw
-            .trust
+        let store = gw.trust();
+        let empty: Vec<&str> = store
             .profiles
             .iter()
             .filter(|p| p.directory.anchors.is_empty())
             .map(|p| p.name.as_str())
             .collect();
-        if gw.trust.profiles.is_empty() {
+        if store.profiles.is_empty() {
             Err("no trust profile loaded".to_owned())
         } else if !empty.is_empty() {
             Err(format!("profiles without an anchor: {}", empty.join(", ")))
         } else {
-            Ok(format!("{} profiles", gw.trust.profiles.len()))
+            // A refused reload leaves the running store in place (still ready), but the
+            // operator must see it here.
+            let last = gw
+                .last_reload
+                .lock()
+                .ok()
+                .and_then(|l| l.clone())
+                .map(|r| match r.outcome {
+                    crate::proxy::reload::ReloadOutcome::Refused => format!(
+                        "; the last reload ({}) was REFUSED: {}",
+                        r.trigger,
+                        r.problems.join("; ")
+                    ),
+                    o => format!("; last reload ({}): {o:?}", r.trigger),
+                })
+                .unwrap_or_default();
+            Ok(format!(
+                "{} profiles, generation {}{last}",
+                store.profiles.len(),
+                gw.trust_generation()
+            ))
         }
     };
     let store = store_reachable(gw).await.map(|()| {
@@ -190,7 +244,7 @@ pub async fn readiness(gw: &Gateway) -> (bool, serde_json::Value) {
     // A CRL past nextUpdate plus the largest grace any profile allows is stale for every
     // profile; the gateway then refuses (or, where allowed, fails open on) its cards.
     let grace = gw
-        .trust
+        .trust()
         .profiles
         .iter()
         .map(|p| p.revocation.stale_grace.as_secs() as i64)

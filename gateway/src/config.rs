@@ -27,7 +27,7 @@ pub const DEFAULT_MAX_REQUEST_HEADERS: usize = 100;
 const RESERVED_PATH_PREFIXES: [&str; 2] = ["/_hpki", "/.well-known/hpki-gateway"];
 
 /// Top-level sections, in the order the reference documents them.
-const SECTIONS: [&str; 13] = [
+const SECTIONS: [&str; 14] = [
     "server",
     "admin",
     "assertion",
@@ -41,6 +41,7 @@ const SECTIONS: [&str; 13] = [
     "emergency",
     "audit",
     "log",
+    "reload",
 ];
 
 pub const DEFAULT_STORE_URL: &str = "sqlite://var/hpki-gateway.db";
@@ -74,6 +75,29 @@ pub struct Config {
     pub audit: AuditSection,
     /// `[log]`: operational logs (tracing).
     pub log: LogSection,
+    /// `[reload]`: trust-store rotation without a restart.
+    pub reload: ReloadSection,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReloadSection {
+    /// Watch the trust directories and the server certificate and key, and reload when
+    /// they change (then hold still for one interval).
+    pub watch: bool,
+    pub watch_interval: Duration,
+    /// How long a connection whose certificate no longer validates after a reload (its
+    /// CA removed, its certificate revoked) may live on before it is closed.
+    pub grace: Duration,
+}
+
+impl Default for ReloadSection {
+    fn default() -> Self {
+        ReloadSection {
+            watch: true,
+            watch_interval: Duration::from_secs(2),
+            grace: Duration::from_secs(30),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -771,6 +795,31 @@ fn validate(table: &toml::Table, base: &Path, problems: &mut Problems) -> Option
         }
         None => Some(LogSection::default()),
     };
+    let reload = match table.get("reload") {
+        Some(v) => section::<RawReload>(v, "reload", problems).and_then(|raw| {
+            let d = ReloadSection::default();
+            let watch_interval = match raw.watch_interval {
+                None => Some(d.watch_interval),
+                Some(s) => positive_duration(&s, "reload.watch_interval", problems),
+            };
+            let grace = match raw.grace {
+                None => Some(d.grace),
+                Some(s) => match parse_duration(&s.0) {
+                    Ok(g) => Some(g),
+                    Err(why) => {
+                        problems.push("reload.grace", why);
+                        None
+                    }
+                },
+            };
+            Some(ReloadSection {
+                watch: raw.watch.unwrap_or(d.watch),
+                watch_interval: watch_interval?,
+                grace: grace?,
+            })
+        }),
+        None => Some(ReloadSection::default()),
+    };
     let emergency = match table.get("emergency") {
         Some(v) => section::<RawEmergency>(v, "emergency", problems)
             .and_then(|raw| validate_emergency(raw, problems)),
@@ -805,6 +854,7 @@ fn validate(table: &toml::Table, base: &Path, problems: &mut Problems) -> Option
         emergency: emergency?,
         audit: audit?,
         log: log?,
+        reload: reload?,
     })
 }
 
@@ -949,6 +999,14 @@ struct RawAudit {
     hmac_key: Option<String>,
     retention_days: Option<u32>,
     on_failure: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawReload {
+    watch: Option<bool>,
+    watch_interval: Option<Scalar>,
+    grace: Option<Scalar>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -1171,6 +1229,7 @@ fn example(path: &str) -> Option<&'static str> {
         "limits.max_request_body" => "max_request_body = \"64MiB\"",
         "confirm.expire_after" => "expire_after = \"7d\"",
         "emergency.duration" => "duration = \"30m\"",
+        "reload.watch_interval" => "watch_interval = \"2s\"",
         "limits.max_request_headers" => "max_request_headers = 100",
         "timeouts.header_read" => "header_read = \"10s\"",
         "timeouts.idle" => "idle = \"60s\"",

@@ -31,6 +31,9 @@ pub struct Metrics {
     /// (decision, reason) for revocation outcomes that were not `good`.
     revocation: Mutex<BTreeMap<(&'static str, String), u64>>,
     audit_failures: AtomicU64,
+    /// outcome → count.
+    trust_reloads: Mutex<BTreeMap<&'static str, u64>>,
+    trust_generation: AtomicU64,
 }
 
 /// State read at scrape time.
@@ -101,6 +104,15 @@ impl Metrics {
     /// `unavailable_allowed`.
     pub fn revocation(&self, decision: &'static str, reason: &str) {
         bump(&self.revocation, (decision, reason.to_owned()));
+    }
+
+    /// A trust reload attempt: `applied`, `unchanged`, `refused`.
+    pub fn trust_reload(&self, outcome: &'static str) {
+        bump(&self.trust_reloads, outcome);
+    }
+
+    pub fn set_trust_generation(&self, generation: u64) {
+        self.trust_generation.store(generation, Ordering::Relaxed);
     }
 
     pub fn audit_failure(&self) {
@@ -296,6 +308,31 @@ impl Metrics {
             out,
             "hpki_audit_refusals_total {}",
             self.audit_failures.load(Ordering::Relaxed)
+        );
+        family(
+            &mut out,
+            "hpki_trust_reloads_total",
+            "counter",
+            "Trust-store reload attempts, by outcome (applied, unchanged, refused).",
+        );
+        for (outcome, n) in self
+            .trust_reloads
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+        {
+            let _ = writeln!(out, "hpki_trust_reloads_total{{outcome=\"{outcome}\"}} {n}");
+        }
+        family(
+            &mut out,
+            "hpki_trust_generation",
+            "gauge",
+            "The trust store in use: 0 at start, +1 for each applied reload.",
+        );
+        let _ = writeln!(
+            out,
+            "hpki_trust_generation {}",
+            self.trust_generation.load(Ordering::Relaxed)
         );
         family(
             &mut out,

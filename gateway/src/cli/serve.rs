@@ -170,7 +170,7 @@ pub fn run(args: RunArgs) -> i32 {
                 return EXIT_NEGATIVE;
             }
         }
-        tracing::info!(%listen, profiles = gateway.trust.profiles.len(), routes = gateway.config.routes.len(), "hpki-gateway listening");
+        tracing::info!(%listen, profiles = gateway.trust().profiles.len(), routes = gateway.config.routes.len(), "hpki-gateway listening");
         match gateway.serve(listener).await {
             Ok(()) => EXIT_OK,
             Err(e) => {
@@ -198,7 +198,7 @@ pub fn check_config(args: CheckConfigArgs) -> i32 {
                 gw.config.server.tls_profile.as_str(),
                 gw.config.server.client_auth.as_str()
             );
-            for p in &gw.trust.profiles {
+            for p in &gw.trust().profiles {
                 println!(
                     "  trust {:12} kind {:12} anchors {} intermediates {}",
                     p.name,

@@ -13,6 +13,7 @@ mod body;
 mod emergency;
 mod forward;
 mod held;
+pub mod reload;
 pub mod route;
 
 pub use held::form_pairs;
@@ -76,11 +77,15 @@ pub async fn connect_store(config: &Config) -> Result<StoreContext, String> {
 /// Everything a running listener needs; immutable and shared by every connection.
 pub struct Gateway {
     pub config: Config,
-    pub trust: Arc<TrustStore>,
+    /// The trust store and TLS configuration in use; swapped whole by a reload.
+    live: arc_swap::ArcSwap<LiveTrust>,
+    generation_tx: tokio::sync::watch::Sender<u64>,
+    reload_lock: tokio::sync::Mutex<()>,
+    /// The last reload attempt, for `/readyz`.
+    pub last_reload: std::sync::Mutex<Option<reload::ReloadReport>>,
     pub routes: route::RouteTable,
     pub signer: AssertionSigner,
     upstreams: forward::Upstreams,
-    tls: Arc<rustls::ServerConfig>,
     pub revocation: Arc<crate::revocation::Revocation>,
     refresh: std::sync::Mutex<Option<crate::revocation::RefreshTask>>,
     pub store: Arc<dyn Store>,
@@ -96,6 +101,18 @@ pub struct Gateway {
         std::sync::Mutex<Option<std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>>>,
 }
 
+/// One generation of trust: what new handshakes are validated against.
+pub struct LiveTrust {
+    pub generation: u64,
+    pub trust: Arc<TrustStore>,
+    pub tls: Arc<rustls::ServerConfig>,
+    /// First 8 bytes of the server certificate's SHA-256, hex (to report a change).
+    pub server_sha: String,
+}
+
+/// A client's certificate and the intermediates it sent, parsed.
+pub type PresentedChain = (Arc<ParsedCertificate>, Vec<Arc<ParsedCertificate>>);
+
 /// Per-connection facts, decided once.
 pub struct ConnectionContext {
     pub identity: ConnectionIdentity,
@@ -104,6 +121,9 @@ pub struct ConnectionContext {
     pub path: Option<(Arc<pki::ValidatedPath>, usize)>,
     pub peer: SocketAddr,
     pub tls_version: &'static str,
+    /// The trust generation the connection was validated under.
+    pub trust: Arc<TrustStore>,
+    pub generation: u64,
 }
 
 pub fn now() -> UnixTime {
@@ -154,6 +174,16 @@ pub fn build_trust_store(config: &Config) -> Result<TrustStore, Vec<String>> {
 }
 
 impl Gateway {
+    /// The trust store new handshakes are validated against.
+    pub fn trust(&self) -> Arc<TrustStore> {
+        self.live.load().trust.clone()
+    }
+
+    /// The trust store's generation: 0 at start, +1 per applied reload.
+    pub fn trust_generation(&self) -> u64 {
+        self.live.load().generation
+    }
+
     /// Loads everything the configuration names; every problem is reported.
     pub fn build(config: Config, store: StoreContext) -> Result<Gateway, Vec<String>> {
         let mut problems = Vec::new();
@@ -184,6 +214,7 @@ impl Gateway {
         else {
             return Err(problems);
         };
+        let server_sha = server_fingerprint(&chain);
         let verifier = Arc::new(crate::tls::HpkiClientVerifier::new(
             config.server.tls_profile,
             config.server.client_auth,
@@ -237,23 +268,30 @@ impl Gateway {
             refresh: std::sync::Mutex::new(Some(refresh)),
             routes: route::RouteTable::new(config.routes.clone()),
             config,
-            trust: Arc::new(trust),
+            live: arc_swap::ArcSwap::from_pointee(LiveTrust {
+                generation: 0,
+                trust: Arc::new(trust),
+                tls: Arc::new(tls),
+                server_sha,
+            }),
+            generation_tx: tokio::sync::watch::channel(0).0,
+            reload_lock: tokio::sync::Mutex::new(()),
+            last_reload: std::sync::Mutex::new(None),
             signer,
             upstreams,
-            tls: Arc::new(tls),
         })
     }
 
     /// Serves until SIGTERM/SIGINT, then drains for `timeouts.shutdown_grace`.
     pub async fn serve(self: Arc<Self>, listener: TcpListener) -> std::io::Result<()> {
-        let acceptor = TlsAcceptor::from(self.tls.clone());
+        tokio::spawn(reload::run_triggers(Arc::downgrade(&self)));
         if let Some(writer) = self.audit_writer.lock().ok().and_then(|mut w| w.take()) {
             tokio::spawn(writer);
         }
         // What this process serves with, for an auditor reading the log later: the trust
         // profiles and their anchors.
         let anchors: Vec<String> = self
-            .trust
+            .trust()
             .profiles
             .iter()
             .map(|p| {
@@ -303,10 +341,11 @@ impl Gateway {
                     };
                     let _ = tcp.set_nodelay(true);
                     let gw = self.clone();
-                    let acceptor = acceptor.clone();
+                    // The generation in use when the connection arrived validates it.
+                    let live = self.live.load_full();
                     let watcher = graceful.watcher();
                     tokio::spawn(async move {
-                        gw.serve_connection(acceptor, tcp, peer, watcher).await;
+                        gw.serve_connection(live, tcp, peer, watcher).await;
                     });
                 }
                 _ = &mut shutdown => {
@@ -336,11 +375,12 @@ impl Gateway {
 
     async fn serve_connection(
         self: Arc<Self>,
-        acceptor: TlsAcceptor,
+        live: Arc<LiveTrust>,
         tcp: tokio::net::TcpStream,
         peer: SocketAddr,
         watcher: hyper_util::server::graceful::Watcher,
     ) {
+        let acceptor = TlsAcceptor::from(live.tls.clone());
         let handshake =
             tokio::time::timeout(self.config.timeouts.header_read, acceptor.accept(tcp));
         let tls = match handshake.await {
@@ -363,7 +403,7 @@ impl Gateway {
             Some(rustls::ProtocolVersion::TLSv1_2) => "TLSv1.2",
             _ => "unknown",
         };
-        let (identity, path) = self.identify(conn.peer_certificates()).await;
+        let (identity, path, certs) = self.identify(&live.trust, conn.peer_certificates()).await;
         match &identity {
             ConnectionIdentity::Authenticated(id) => tracing::info!(
                 %peer, tls_version, profile = %id.profile, hpki_id = ?id.hpki_id, role = ?id.roles.first(),
@@ -388,6 +428,8 @@ impl Gateway {
                     path: None,
                     peer,
                     tls_version,
+                    trust: live.trust.clone(),
+                    generation: live.generation,
                 };
                 let mut record = audit_record(&ctx, "auth_failure", "");
                 record.request_id = None;
@@ -410,8 +452,11 @@ impl Gateway {
             path,
             peer,
             tls_version,
+            trust: live.trust.clone(),
+            generation: live.generation,
         });
         let ctx_for_watch = ctx.clone();
+        let ctx_for_trust = ctx.clone();
         let gw = self.clone();
         let service = hyper::service::service_fn(move |req| {
             let gw = gw.clone();
@@ -434,6 +479,7 @@ impl Gateway {
         // A long-lived connection is re-checked against the CRLs in use; when its
         // certificate becomes revoked the connection is dropped, which closes it.
         let revoked = self.clone().watch_revocation(ctx_for_watch);
+        let untrusted = self.clone().watch_trust(ctx_for_trust, certs);
         tokio::select! {
             result = served => {
                 if let Err(e) = result {
@@ -442,6 +488,9 @@ impl Gateway {
             }
             reason = revoked => {
                 tracing::warn!(%peer, %reason, "closing the connection: its certificate is now revoked");
+            }
+            reason = untrusted => {
+                tracing::warn!(%peer, %reason, "closing the connection: its certificate no longer validates after a trust reload");
             }
         }
     }
@@ -452,7 +501,7 @@ impl Gateway {
         let Some((path, profile)) = ctx.path.clone() else {
             return std::future::pending().await;
         };
-        let Some(policy) = self
+        let Some(policy) = ctx
             .trust
             .profiles
             .get(profile)
@@ -471,15 +520,66 @@ impl Gateway {
         }
     }
 
-    /// Phase 2: who is on this connection — path validation by `pki`, then revocation
-    /// under the accepting profile's policy.
+    /// After a trust reload, re-validates the connection's certificate against the new
+    /// store (and its CRLs); resolves, after `reload.grace`, when it no longer validates.
+    /// Never for anonymous or refused connections.
+    async fn watch_trust(
+        self: Arc<Self>,
+        ctx: Arc<ConnectionContext>,
+        certs: Option<PresentedChain>,
+    ) -> String {
+        let (Some((leaf, presented)), ConnectionIdentity::Authenticated(_)) =
+            (certs, &ctx.identity)
+        else {
+            return std::future::pending().await;
+        };
+        let mut generations = self.generation_tx.subscribe();
+        if self.trust_generation() != ctx.generation {
+            generations.mark_changed();
+        }
+        let still_valid = |gw: &Gateway| -> Result<(), String> {
+            let store = gw.trust();
+            let auth = store
+                .authenticate(&leaf, &presented, now())
+                .map_err(|e| format!("{}: {}", e.reason.code(), e.detail))?;
+            let policy = &store.profiles[auth.profile_index].revocation;
+            match gw.revocation.recheck_revoked(&auth.path, policy) {
+                Some(outcome) => Err(format!("cert_revoked: {outcome:?}")),
+                None => Ok(()),
+            }
+        };
+        loop {
+            if generations.changed().await.is_err() {
+                return std::future::pending().await;
+            }
+            if let Err(why) = still_valid(&self) {
+                let grace = self.config.reload.grace;
+                tracing::info!(peer = %ctx.peer, %why, ?grace, "certificate no longer valid after a trust reload; closing after the grace period");
+                tokio::time::sleep(grace).await;
+                // A reload during the grace (the operator undid the change) may have
+                // made it valid again.
+                if let Err(why) = still_valid(&self) {
+                    return why;
+                }
+            }
+        }
+    }
+
+    /// Phase 2: who is on this connection — path validation by `pki` against the trust
+    /// generation the connection arrived under, then revocation under the accepting
+    /// profile's policy. Also returns the parsed chain, to re-validate after a reload.
     pub async fn identify(
         &self,
+        trust: &TrustStore,
         certs: Option<&[rustls::pki_types::CertificateDer<'_>]>,
-    ) -> (ConnectionIdentity, Option<(Arc<pki::ValidatedPath>, usize)>) {
-        let refused = |reason, detail| (ConnectionIdentity::Refused { reason, detail }, None);
+    ) -> (
+        ConnectionIdentity,
+        Option<(Arc<pki::ValidatedPath>, usize)>,
+        Option<PresentedChain>,
+    ) {
+        let refused = |reason, detail| (ConnectionIdentity::Refused { reason, detail }, None, None);
         let Some((leaf, rest)) = certs.and_then(|c| c.split_first()) else {
-            return (ConnectionIdentity::Anonymous, None);
+            return (ConnectionIdentity::Anonymous, None, None);
         };
         let leaf = match ParsedCertificate::from_der(leaf.as_ref()) {
             Ok(c) => Arc::new(c),
@@ -491,11 +591,11 @@ impl Gateway {
             .filter_map(|c| ParsedCertificate::from_der(c.as_ref()).ok().map(Arc::new))
             .collect();
         let now = now();
-        let auth = match self.trust.authenticate(&leaf, &presented, now) {
+        let auth = match trust.authenticate(&leaf, &presented, now) {
             Ok(auth) => auth,
             Err(e) => return refused(e.reason, e.detail),
         };
-        let policy = &self.trust.profiles[auth.profile_index].revocation;
+        let policy = &trust.profiles[auth.profile_index].revocation;
         use crate::revocation::Outcome;
         match self.revocation.check(&auth.path, policy, now).await {
             Outcome::Good => {}
@@ -557,6 +657,7 @@ impl Gateway {
             Ok(id) => (
                 ConnectionIdentity::Authenticated(Arc::new(id)),
                 Some((Arc::new(auth.path), auth.profile_index)),
+                Some((leaf, presented)),
             ),
             Err(reason) => refused(reason, "the hcRole extension is malformed".into()),
         }
@@ -931,6 +1032,18 @@ impl Gateway {
                 .fold(0u8, |acc, (a, b)| acc | (a ^ b))
                 == 0
     }
+}
+
+/// First 8 bytes of the SHA-256 of the server's leaf certificate, hex.
+pub fn server_fingerprint(chain: &[rustls::pki_types::CertificateDer<'_>]) -> String {
+    chain
+        .first()
+        .map(|c| {
+            pki::name::hex(
+                &aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, c.as_ref()).as_ref()[..8],
+            )
+        })
+        .unwrap_or_default()
 }
 
 /// Opens the configured audit log (its writer future is spawned by `serve`).

@@ -78,10 +78,14 @@ impl CrlSet {
     /// Inserts unless the set already holds a CRL of the same issuer that is as new.
     /// Returns whether it was inserted.
     pub fn offer(&mut self, id: IssuerId, record: CrlRecord) -> bool {
+        self.offer_shared(id, Arc::new(record))
+    }
+
+    fn offer_shared(&mut self, id: IssuerId, record: Arc<CrlRecord>) -> bool {
         match self.by_issuer.get(&id) {
             Some(current) if !record.crl.is_newer_than(&current.crl) => false,
             _ => {
-                self.by_issuer.insert(id, Arc::new(record));
+                self.by_issuer.insert(id, record);
                 true
             }
         }
@@ -257,6 +261,28 @@ impl Revocation {
             next
         });
         inserted
+    }
+
+    /// Installs every CRL of `incoming` that is newer than the one in use (a reload's
+    /// CRL files); returns how many were.
+    pub fn offer_all(&self, incoming: &CrlSet) -> usize {
+        let mut installed = 0;
+        self.crls.rcu(|current| {
+            let mut next = CrlSet::clone(current);
+            installed = 0;
+            for (id, record) in &incoming.by_issuer {
+                if next.offer_shared(id.clone(), record.clone()) {
+                    installed += 1;
+                }
+            }
+            next
+        });
+        installed
+    }
+
+    /// Registers the distribution points of a (reloaded) store's CA certificates.
+    pub fn register_distribution_points(&self, store: &TrustStore) {
+        self.register_store_distribution_points(store);
     }
 
     /// CA certificates of the store point at their issuer's CRL (the root's ARL).
