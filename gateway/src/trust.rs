@@ -224,6 +224,32 @@ impl TrustDirectory {
         }
     }
 
+    /// The windows as comparable lines, one per scheduled anchor, sorted:
+    /// `window <anchor subject> <first 8 bytes of its SHA-256, hex> accepted from … until …`.
+    /// A reload that compares inventories needs these: a change of trust.toml alone
+    /// changes what is accepted.
+    pub fn schedule_lines(&self) -> Vec<String> {
+        let mut out: Vec<String> = self
+            .schedule
+            .iter()
+            .map(|w| {
+                let subject = self
+                    .anchors
+                    .iter()
+                    .find(|c| c.sha256() == &w.anchor_sha256)
+                    .map(|c| crate::pki::name::display(c.subject()))
+                    .unwrap_or_default();
+                format!(
+                    "window {subject} {} {}",
+                    crate::pki::name::hex(&w.anchor_sha256[..8]),
+                    w.describe()
+                )
+            })
+            .collect();
+        out.sort();
+        out
+    }
+
     /// Whether some anchor is outside its window at `now`.
     fn has_inactive_anchor(&self, now: crate::pki::UnixTime) -> bool {
         self.schedule.iter().any(|w| !w.is_active(now))

@@ -180,6 +180,14 @@ fn anchors_change_over_at_the_scheduled_instant() {
         .contains("is accepted from"));
     assert_eq!(d.anchor_active(&new, at(t)), Ok(()));
     assert_eq!(d.window(&root).unwrap().state(at(t)), WindowState::Retired);
+    let lines = d.schedule_lines();
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    assert!(
+        lines.iter().any(|l| l
+            .starts_with("window C=JP, O=HPKI Test Authority, CN=Test HPKI Root CA ")
+            && l.ends_with(&format!("accepted until {}", rfc3339_jst(t)))),
+        "{lines:?}"
+    );
     assert_eq!(
         d.window(&new).unwrap().state(at(t - 1)),
         WindowState::NotYetActive
