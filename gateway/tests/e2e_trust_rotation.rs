@@ -448,3 +448,64 @@ fn sighup_and_the_file_watch_reload() {
         .unwrap();
     assert_eq!(String::from_utf8_lossy(&out.stdout), "422");
 }
+
+#[test]
+fn a_staged_rotation_switches_roots_on_its_date() {
+    // Old root retired and new root accepted at T, an hour from now. One gateway runs on
+    // today's clock, another on a test clock two hours ahead: "on the day".
+    let s = Setup::new();
+    let upstream = Upstream::start();
+    let anchors = s.path("trust/hpki-auth/anchors");
+    std::fs::copy(
+        pki().dir.join("pki/certs/untrusted-root.pem"),
+        anchors.join("new-root.pem"),
+    )
+    .unwrap();
+    std::fs::copy(
+        pki().dir.join("pki/crls/untrusted-root.crl"),
+        s.path("trust/hpki-auth/crls/new-root.crl"),
+    )
+    .unwrap();
+    let t = time::OffsetDateTime::now_utc() + time::Duration::hours(1);
+    let t = t
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap();
+    let old_root = std::fs::read_dir(&anchors)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .find(|n| n != "new-root.pem")
+        .unwrap();
+    std::fs::write(
+        s.path("trust/hpki-auth/trust.toml"),
+        format!(
+            "[[anchor]]\nfile = \"anchors/{old_root}\"\nnot_after = \"{t}\"\n\n[[anchor]]\nfile = \"anchors/new-root.pem\"\nnot_before = \"{t}\"\n"
+        ),
+    )
+    .unwrap();
+    let today_addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let today = Gateway::start(
+        &s.config(upstream.addr, today_addr, "\n[reload]\nwatch = false\n"),
+        today_addr,
+    );
+    assert_eq!(get(&today, &s.ca_a, "doctor", "/").0, 200);
+    let (status, body) = get(&today, &s.ca_a, "untrusted-doctor", "/");
+    assert_eq!(status, 403, "{body}");
+    assert_eq!(error_code(&body).as_deref(), Some("untrusted_issuer"));
+    assert!(
+        body.contains("trust.toml"),
+        "the refusal names the window: {body}"
+    );
+
+    let later_addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let later = Gateway::start_with_env(
+        &s.config(upstream.addr, later_addr, "\n[reload]\nwatch = false\n"),
+        later_addr,
+        &[("HPKI_GATEWAY_TEST_CLOCK_OFFSET", "7200")],
+    );
+    assert_eq!(get(&later, &s.ca_a, "untrusted-doctor", "/").0, 200);
+    let (status, body) = get(&later, &s.ca_a, "doctor", "/");
+    assert_eq!(status, 403, "{body}");
+    assert_eq!(error_code(&body).as_deref(), Some("untrusted_issuer"));
+    assert!(body.contains("trust.toml"), "{body}");
+}

@@ -126,13 +126,28 @@ pub struct ConnectionContext {
     pub generation: u64,
 }
 
+/// The gateway's clock: every validity, window and expiry decision takes its time from
+/// here (`pki` takes time as a parameter).
 pub fn now() -> UnixTime {
-    UnixTime(
-        SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0),
-    )
+    let secs = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    UnixTime(secs.saturating_add(clock_offset()).max(0) as u64)
+}
+
+/// Test clock: `HPKI_GATEWAY_TEST_CLOCK_OFFSET` (seconds, may be negative) shifts the
+/// gateway's clock, so that end-to-end tests can run the gateway "on the day" of a staged
+/// rotation. Read once; never set in production.
+fn clock_offset() -> i64 {
+    static OFFSET: std::sync::OnceLock<i64> = std::sync::OnceLock::new();
+    *OFFSET.get_or_init(|| {
+        std::env::var("HPKI_GATEWAY_TEST_CLOCK_OFFSET")
+            .ok()
+            .and_then(|v| v.trim().parse().ok())
+            .inspect(|o| tracing::warn!(offset_seconds = o, "test clock offset in use"))
+            .unwrap_or(0)
+    })
 }
 
 /// Builds the trust store of a configuration, naming every file problem.
