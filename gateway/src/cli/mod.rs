@@ -33,7 +33,7 @@ enum Command {
     /// Inspect and verify certificates.
     #[command(subcommand)]
     Cert(cert::CertCommand),
-    /// Inspect the trust store of a configuration (offline).
+    /// The trust store: inspect it offline (status), or reload / diff it in the running gateway.
     #[command(subcommand)]
     Trust(trust::TrustCommand),
     /// The store's schema: `store migrate`.

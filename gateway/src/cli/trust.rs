@@ -1,6 +1,11 @@
 //! `hpki-gateway trust status --config FILE`: what the trust store of a configuration
-//! holds, offline (no fetching): per profile its anchors and intermediates with their
-//! expiry, the CRLs of its CAs as loaded from `crls/`, and its revocation policy.
+//! holds, offline (no fetching): per profile its anchors (with their trust.toml windows)
+//! and intermediates with their expiry, the CRLs of its CAs as loaded from `crls/`, and
+//! its revocation policy.
+//!
+//! `hpki-gateway trust reload|diff --config FILE`: ask the running gateway, over its
+//! admin listener (`admin.listen` or `admin.socket`), to reload its trust store or to say
+//! what a reload would change.
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
@@ -28,8 +33,9 @@ const LIVE_STATE_NOTE: &str = "Distribution-point fetch state (last fetch, next 
 #[derive(Subcommand)]
 pub enum TrustCommand {
     /// Anchors, intermediates and CRLs of every trust profile, with expiry and staleness,
-    /// and each profile's revocation policy; offline. Exit 0 OK, 1 when a CRL is stale
-    /// or an anchor has expired (or the configuration cannot be loaded).
+    /// and each profile's revocation policy and trust.toml anchor windows; offline. Exit 0
+    /// OK, 1 when a CRL is stale, an anchor has expired, a profile has no anchor accepted
+    /// at that time (or the configuration cannot be loaded).
     Status(StatusArgs),
     /// Ask the RUNNING gateway (over its admin listener) to re-read its trust store:
     /// anchors, intermediates, CRL files, trust.toml. It swaps only a store that loads
@@ -73,7 +79,8 @@ pub struct StatusArgs {
     /// The TOML configuration (docs/config.md).
     #[arg(long)]
     config: PathBuf,
-    /// Judge expiry and staleness at this time (RFC 3339) instead of now.
+    /// Judge expiry, staleness and trust.toml windows at this time (RFC 3339, or a date
+    /// meaning midnight Japan time) instead of now.
     #[arg(long)]
     at: Option<String>,
     /// Print JSON instead of text.
