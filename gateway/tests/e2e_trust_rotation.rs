@@ -497,6 +497,28 @@ fn a_staged_rotation_switches_roots_on_its_date() {
         "the refusal names the window: {body}"
     );
 
+    // Bringing the date forward is a change a reload applies (nothing else changed).
+    let earlier = (time::OffsetDateTime::now_utc() - time::Duration::minutes(1))
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap();
+    let manifest = s.path("trust/hpki-auth/trust.toml");
+    let text = std::fs::read_to_string(&manifest)
+        .unwrap()
+        .replace(&t, &earlier);
+    std::fs::write(&manifest, text).unwrap();
+    let r = applied(&today, "an earlier switch date");
+    assert!(r["changes"].to_string().contains("window"), "{r}");
+    assert_eq!(get(&today, &s.ca_a, "untrusted-doctor", "/").0, 200);
+    assert_eq!(get(&today, &s.ca_a, "doctor", "/").0, 403);
+    std::fs::write(
+        &manifest,
+        std::fs::read_to_string(&manifest)
+            .unwrap()
+            .replace(&earlier, &t),
+    )
+    .unwrap();
+    applied(&today, "the date back");
+
     let later_addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
     let later = Gateway::start_with_env(
         &s.config(upstream.addr, later_addr, "\n[reload]\nwatch = false\n"),

@@ -563,9 +563,18 @@ impl Gateway {
                 None => Ok(()),
             }
         };
+        // Besides each reload, once a minute: a trust.toml window can end while the
+        // connection lives, with no reload at all.
+        let mut tick = tokio::time::interval(Duration::from_secs(60));
+        tick.tick().await;
         loop {
-            if generations.changed().await.is_err() {
-                return std::future::pending().await;
+            tokio::select! {
+                changed = generations.changed() => {
+                    if changed.is_err() {
+                        return std::future::pending().await;
+                    }
+                }
+                _ = tick.tick() => {}
             }
             if let Err(why) = still_valid(&self) {
                 let grace = self.config.reload.grace;

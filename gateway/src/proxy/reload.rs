@@ -64,6 +64,10 @@ fn inventory(store: &TrustStore) -> BTreeSet<String> {
                 fingerprint(a.sha256())
             ));
         }
+        // A changed trust.toml window is a change too (staged rotation).
+        for line in p.directory.schedule_lines() {
+            out.insert(format!("{} {line}", p.name));
+        }
         for i in p.directory.intermediates.iter() {
             out.insert(format!(
                 "intermediate {} {} {}",
