@@ -14,9 +14,12 @@ set -euo pipefail
 # engine are the HPKI card of tests/e2e_card_and_streaming.rs; procps for ps/kill;
 # nginx-light is the peer tests/e2e_revocation.rs compares revocation decisions with;
 # postgresql (server + psql) is the throwaway database scripts/test.sh starts with
-# scripts/pg-throwaway.sh, so that tests/store_suite.rs runs on PostgreSQL as well as SQLite.
+# scripts/pg-throwaway.sh, so that tests/store_suite.rs runs on PostgreSQL as well as SQLite;
+# libpcsclite-dev is needed to build the card-reader agent (the pcsc crate links
+# libpcsclite), pcscd + vsmartcard-vpcd (a virtual reader whose card is a test program)
+# + pcsc-tools are its test peers.
 CORE=(openssl ca-certificates curl softhsm2 opensc libengine-pkcs11-openssl procps nginx-light
-      postgresql)
+      postgresql libpcsclite-dev pcscd vsmartcard-vpcd pcsc-tools)
 # The real peers of later test suites (recipes in ../shared/recipes/README.md).
 PEERS=(softhsm2 opensc opensc-pkcs11 libengine-pkcs11-openssl pcscd libpcsclite-dev
        pcsc-tools vsmartcard-vpcd libnss3-tools chromium nginx-light postgresql)
