@@ -64,6 +64,9 @@ pub enum Denial {
     /// The audit log cannot record the request, and the gateway does not serve
     /// unrecorded (`audit.on_failure = "refuse"`).
     AuditUnavailable,
+    /// A session-end token that is malformed, not issued by this gateway, expired or
+    /// already used.
+    SessionTokenInvalid,
 }
 
 /// The four user-facing texts of one denial.
@@ -86,7 +89,7 @@ const ADVICE_CHOOSE_AUTH_EN: &str = "Use the authentication certificate on your 
 
 impl Denial {
     /// Every gateway-level (non-certificate) denial, in code order of [`Self::GATEWAY_CODES`].
-    pub const GATEWAY: [Denial; 16] = [
+    pub const GATEWAY: [Denial; 17] = [
         Denial::ClientCertificateRequired,
         Denial::NoHcRole,
         Denial::RoleNotAllowed,
@@ -103,12 +106,13 @@ impl Denial {
         Denial::PendingAlreadyDecided,
         Denial::CsrfFailed,
         Denial::AuditUnavailable,
+        Denial::SessionTokenInvalid,
     ];
 
     /// Every non-certificate code, for docs checks. Computed from [`Self::GATEWAY`] so the
     /// two lists cannot drift apart.
-    pub const GATEWAY_CODES: [&'static str; 16] = {
-        let mut codes = [""; 16];
+    pub const GATEWAY_CODES: [&'static str; 17] = {
+        let mut codes = [""; 17];
         let mut i = 0;
         while i < codes.len() {
             codes[i] = Denial::GATEWAY[i].code();
@@ -145,6 +149,7 @@ impl Denial {
             Denial::PendingAlreadyDecided => "pending_already_decided",
             Denial::CsrfFailed => "csrf_failed",
             Denial::AuditUnavailable => "audit_unavailable",
+            Denial::SessionTokenInvalid => "session_token_invalid",
         }
     }
 
@@ -164,7 +169,8 @@ impl Denial {
             | Denial::KindNotAllowed
             | Denial::AssistantNotInLedger
             | Denial::NotSupervisor
-            | Denial::CsrfFailed => StatusCode::FORBIDDEN,
+            | Denial::CsrfFailed
+            | Denial::SessionTokenInvalid => StatusCode::FORBIDDEN,
             Denial::StoreUnavailable | Denial::AuditUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             Denial::PendingNotFound => StatusCode::NOT_FOUND,
             Denial::PendingAlreadyDecided => StatusCode::CONFLICT,
@@ -294,6 +300,12 @@ impl Denial {
                 advice_ja: "アクセスの記録（監査ログ）を保存できないため、処理を行いませんでした。しばらくしてから再度お試しください。問題が続く場合は、システム管理者にお問い合わせください。",
                 title_en: "Access cannot be recorded right now",
                 advice_en: "The gateway cannot write its audit log, so nothing was done. Please try again in a few minutes; if the problem continues, contact your system administrator.",
+            },
+            Denial::SessionTokenInvalid => Texts {
+                title_ja: "セッション終了の要求を受け付けられません",
+                advice_ja: "カードリーダーエージェントの終了要求が無効、期限切れ、または使用済みです。カードを挿入してポータルにログインし直すと、新しい要求が登録されます。",
+                title_en: "The session-end request cannot be accepted",
+                advice_en: "The card-reader agent's request is invalid, expired or was already used. Insert the card and log in to the portal again to register a new one.",
             },
         }
     }
@@ -895,7 +907,8 @@ mod tests {
             | Denial::PendingNotFound
             | Denial::PendingAlreadyDecided
             | Denial::CsrfFailed
-            | Denial::AuditUnavailable => Denial::GATEWAY.contains(&d),
+            | Denial::AuditUnavailable
+            | Denial::SessionTokenInvalid => Denial::GATEWAY.contains(&d),
         }
     }
 
@@ -977,6 +990,7 @@ mod tests {
                 "pending_already_decided",
                 "csrf_failed",
                 "audit_unavailable",
+                "session_token_invalid",
             ]
         );
         assert_eq!(Denial::from_code("nope"), None);
@@ -1008,6 +1022,7 @@ mod tests {
             (Denial::PendingAlreadyDecided, 409),
             (Denial::CsrfFailed, 403),
             (Denial::AuditUnavailable, 503),
+            (Denial::SessionTokenInvalid, 403),
         ];
         assert_eq!(expected.len(), Denial::GATEWAY.len());
         for (d, status) in expected {

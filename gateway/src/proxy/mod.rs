@@ -15,6 +15,7 @@ mod forward;
 mod held;
 pub mod reload;
 pub mod route;
+pub mod session;
 
 pub use held::form_pairs;
 
@@ -96,6 +97,9 @@ pub struct Gateway {
     grants: Option<moka::future::Cache<String, Option<String>>>,
     pub metrics: crate::metrics::Metrics,
     pub audit: crate::audit::AuditLog,
+    /// Live connections by certificate, for ending a pulled card's sessions.
+    pub sessions: session::SessionRegistry,
+    used_session_tokens: moka::future::Cache<String, ()>,
     /// The audit writer, started by `serve` (it needs the runtime).
     audit_writer:
         std::sync::Mutex<Option<std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>>>,
@@ -277,6 +281,11 @@ impl Gateway {
             holders: cache(ttl),
             grants: cache(ttl),
             metrics: crate::metrics::Metrics::default(),
+            sessions: session::SessionRegistry::default(),
+            used_session_tokens: moka::future::Cache::builder()
+                .max_capacity(100_000)
+                .time_to_live(Duration::from_secs(13 * 3600))
+                .build(),
             audit,
             audit_writer: std::sync::Mutex::new(Some(audit_writer)),
             revocation,
@@ -472,6 +481,10 @@ impl Gateway {
         });
         let ctx_for_watch = ctx.clone();
         let ctx_for_trust = ctx.clone();
+        let ctx_cert = match &ctx.identity {
+            ConnectionIdentity::Authenticated(id) => Some(id.sha256.clone()),
+            _ => None,
+        };
         let gw = self.clone();
         let service = hyper::service::service_fn(move |req| {
             let gw = gw.clone();
@@ -495,6 +508,20 @@ impl Gateway {
         // certificate becomes revoked the connection is dropped, which closes it.
         let revoked = self.clone().watch_revocation(ctx_for_watch);
         let untrusted = self.clone().watch_trust(ctx_for_trust, certs);
+        // A pulled card's sessions end when its agent says so (`/_hpki/session/end`).
+        let registered = match &ctx_cert {
+            Some(sha) => Some(self.sessions.register(sha)),
+            None => None,
+        };
+        let mut ended_rx = registered.as_ref().map(|r| r.ended.clone());
+        let ended = async move {
+            match ended_rx.as_mut() {
+                Some(rx) => {
+                    let _ = rx.wait_for(|v| *v).await;
+                }
+                None => std::future::pending::<()>().await,
+            }
+        };
         tokio::select! {
             result = served => {
                 if let Err(e) = result {
@@ -507,7 +534,11 @@ impl Gateway {
             reason = untrusted => {
                 tracing::warn!(%peer, %reason, "closing the connection: its certificate no longer validates after a trust reload");
             }
+            _ = ended => {
+                tracing::info!(%peer, "closing the connection: the card was removed (session ended by its agent)");
+            }
         }
+        drop(registered);
     }
 
     /// Resolves when the connection's certificate becomes revoked; never for anonymous
@@ -789,7 +820,14 @@ impl Gateway {
     /// own path, or `(no route)`.
     fn route_label(&self, req: &Request<Incoming>) -> String {
         let path = req.uri().path();
-        for own in [JWKS_PATH, WHOAMI_PATH, PENDING_PATH, EMERGENCY_PATH] {
+        for own in [
+            JWKS_PATH,
+            WHOAMI_PATH,
+            PENDING_PATH,
+            EMERGENCY_PATH,
+            session::TOKEN_PATH,
+            session::END_PATH,
+        ] {
             if path == own || path.starts_with(&format!("{own}/")) {
                 return own.to_owned();
             }
@@ -816,6 +854,8 @@ impl Gateway {
             json_response(StatusCode::OK, self.signer.jwks().to_string())
         } else if path == PENDING_PATH || path.starts_with("/_hpki/pending/") {
             held::endpoint(self, req, ctx, &request_id, json).await
+        } else if path.starts_with("/_hpki/session/") {
+            session::endpoint(self, req, ctx, &request_id, json).await
         } else if path == EMERGENCY_PATH || path.starts_with("/_hpki/emergency/") {
             emergency::endpoint(self, req, ctx, &request_id, json).await
         } else if path == WHOAMI_PATH {
@@ -1202,7 +1242,7 @@ pub fn full_body(bytes: impl Into<Bytes>) -> Body {
         .boxed()
 }
 
-fn json_response(status: StatusCode, body: String) -> Response<Body> {
+pub(crate) fn json_response(status: StatusCode, body: String) -> Response<Body> {
     let mut r = Response::new(full_body(body));
     *r.status_mut() = status;
     r.headers_mut().insert(

@@ -1,0 +1,90 @@
+//! Ending a pulled card's sessions: a token issued to the card while present, posted
+//! later without a card (as the workstation agent does), closes every connection of
+//! that certificate; a token works once and only when the gateway issued it.
+
+mod support;
+
+use std::io::{Read, Write};
+use std::time::Duration;
+
+use support::{curl, error_code, gateway};
+
+fn request(conn: &mut impl ReadWrite, path: &str) -> Option<String> {
+    let req = format!("GET {path} HTTP/1.1\r\nHost: x\r\nAccept: application/json\r\n\r\n");
+    conn.write_all(req.as_bytes()).ok()?;
+    let mut buf = vec![0u8; 16 * 1024];
+    let n = conn.read(&mut buf).ok()?;
+    (n > 0).then(|| String::from_utf8_lossy(&buf[..n]).into_owned())
+}
+
+trait ReadWrite: Read + Write {}
+impl<T: Read + Write> ReadWrite for T {}
+
+#[test]
+fn a_session_token_ends_the_cards_connections_once() {
+    let (gw, upstream) = gateway("hpki-card", "optional");
+    let mut doctor = support::card_connection(&gw, "doctor");
+    let mut other = support::card_connection(&gw, "pharmacist");
+    let answer = request(&mut doctor, "/_hpki/session/token").expect("token answer");
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    let body = answer.split("\r\n\r\n").nth(1).unwrap();
+    let v: serde_json::Value = serde_json::from_str(body).unwrap();
+    let token = v["token"].as_str().unwrap().to_owned();
+    assert_eq!(v["end_url"], "/_hpki/session/end");
+    assert!(request(&mut other, "/")
+        .unwrap()
+        .starts_with("HTTP/1.1 200"));
+
+    // A forged token (another certificate's hash with this token's tag) ends nothing.
+    let (_, rest) = token.split_once('.').unwrap();
+    let forged = format!("{}.{rest}", "0".repeat(64));
+    let post = |t: &str| {
+        curl(
+            &gw,
+            None,
+            "/_hpki/session/end",
+            &[
+                "-H",
+                "Content-Type: application/json",
+                "--data",
+                &format!("{{\"token\":\"{t}\"}}"),
+            ],
+        )
+    };
+    let r = post(&forged);
+    assert_eq!(r.status, 403, "{}", r.body);
+    assert_eq!(
+        error_code(&r.body).as_deref(),
+        Some("session_token_invalid")
+    );
+
+    // The agent's call, without a card: the doctor's connection is closed.
+    let r = post(&token);
+    assert_eq!(r.status, 200, "{}", r.body);
+    let v: serde_json::Value = serde_json::from_str(&r.body).unwrap();
+    assert_eq!(v["ended"], 1, "{v}");
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        request(&mut doctor, "/").is_none_or(|a| !a.starts_with("HTTP/1.1 200")),
+        "the ended connection still served"
+    );
+    // Another card's connection is untouched.
+    assert!(request(&mut other, "/")
+        .unwrap()
+        .starts_with("HTTP/1.1 200"));
+    // A fresh handshake with the card works again.
+    let mut again = support::card_connection(&gw, "doctor");
+    assert!(request(&mut again, "/")
+        .unwrap()
+        .starts_with("HTTP/1.1 200"));
+    // Once only.
+    let r = post(&token);
+    assert_eq!(r.status, 403, "{}", r.body);
+    assert!(r.body.contains("already used"), "{}", r.body);
+    // Audited.
+    let record = gw
+        .audit_record(|r| r["event"] == "session_end")
+        .expect("a session_end record");
+    assert_eq!(record["cert_sha256"], token.split('.').next().unwrap());
+    let _ = upstream.take();
+}
