@@ -509,10 +509,7 @@ impl Gateway {
         let revoked = self.clone().watch_revocation(ctx_for_watch);
         let untrusted = self.clone().watch_trust(ctx_for_trust, certs);
         // A pulled card's sessions end when its agent says so (`/_hpki/session/end`).
-        let registered = match &ctx_cert {
-            Some(sha) => Some(self.sessions.register(sha)),
-            None => None,
-        };
+        let registered = ctx_cert.as_ref().map(|sha| self.sessions.register(sha));
         let mut ended_rx = registered.as_ref().map(|r| r.ended.clone());
         let ended = async move {
             match ended_rx.as_mut() {

@@ -27,13 +27,14 @@ pub const END_PATH: &str = "/_hpki/session/end";
 /// How long an agent may hold a token: a working day.
 const TOKEN_LIFETIME: Duration = Duration::from_secs(12 * 3600);
 
+/// The live connections of one certificate: (connection id, its "end" flag).
+type Connections = Vec<(u64, tokio::sync::watch::Sender<bool>)>;
+
 /// Live connections by certificate SHA-256: a flag each connection watches.
 #[derive(Default)]
 pub struct SessionRegistry {
     next_id: std::sync::atomic::AtomicU64,
-    by_cert: std::sync::Mutex<
-        std::collections::HashMap<String, Vec<(u64, tokio::sync::watch::Sender<bool>)>>,
-    >,
+    by_cert: std::sync::Mutex<std::collections::HashMap<String, Connections>>,
 }
 
 /// A connection's place in the registry; leaving it (drop) removes the entry.
