@@ -458,7 +458,7 @@ fn find_key(session: &Session, key: &KeySelector) -> Result<ObjectHandle, TokenE
         KeySelector::Id(id) => find(&[class, Attribute::Id(id.clone())])?,
         KeySelector::Label(l) => find(&[class, Attribute::Label(l.as_bytes().to_vec())])?,
         KeySelector::Default => {
-            let all = find(&[class.clone()])?;
+            let all = find(std::slice::from_ref(&class))?;
             if all.len() <= 1 {
                 all
             } else {
