@@ -489,3 +489,45 @@ fn the_admin_endpoints_can_live_on_a_unix_socket() {
         get("/readyz")
     );
 }
+
+#[test]
+fn check_config_leaves_a_running_gateways_audit_log_alone() {
+    let e = start("");
+    assert_eq!(request(&e.gw, "doctor", "/").0, 200);
+    let snapshot = || {
+        let mut files: Vec<(PathBuf, u64)> = Vec::new();
+        let mut stack = vec![e.audit_dir.clone()];
+        while let Some(d) = stack.pop() {
+            for entry in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+                let p = entry.path();
+                if p.is_dir() {
+                    stack.push(p);
+                } else {
+                    files.push((p.clone(), p.metadata().map(|m| m.len()).unwrap_or(0)));
+                }
+            }
+        }
+        files.sort();
+        files
+    };
+    // Let the group commit settle, then check the config while the gateway runs.
+    std::thread::sleep(Duration::from_millis(600));
+    let before = snapshot();
+    let out = Command::new(env!("CARGO_BIN_EXE_hpki-gateway"))
+        .args(["check-config", "--config"])
+        .arg(&e.gw.config)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        snapshot(),
+        before,
+        "check-config wrote into the audit directory"
+    );
+    let (code, out) = verify(&e.audit_dir);
+    assert_eq!(code, 0, "{out}");
+}

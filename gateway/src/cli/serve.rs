@@ -77,10 +77,28 @@ fn load(
     rt: &tokio::runtime::Runtime,
     migrate: bool,
 ) -> Result<Gateway, i32> {
-    let cfg = Config::load(config).map_err(|e| {
+    let mut cfg = Config::load(config).map_err(|e| {
         eprint!("{e}");
         EXIT_NEGATIVE
     })?;
+    // `check-config` must not write: a running gateway owns the audit directory (one
+    // writer per node), so the check opens its audit log in a scratch directory and only
+    // probes that the real one is writable.
+    let _scratch = if migrate {
+        None
+    } else {
+        if let Err(e) = probe_writable(&cfg.audit.dir) {
+            eprintln!("{}: the configuration cannot be used:", config.display());
+            eprintln!("  - audit.dir {}: {e}", cfg.audit.dir.display());
+            return Err(EXIT_NEGATIVE);
+        }
+        let scratch = tempfile_dir().map_err(|e| {
+            eprintln!("error: cannot make a scratch directory: {e}");
+            EXIT_BAD_INPUT
+        })?;
+        cfg.audit.dir = scratch.clone();
+        Some(ScratchDir(scratch))
+    };
     let store = if migrate {
         rt.block_on(crate::proxy::connect_store(&cfg))
     } else {
@@ -98,6 +116,35 @@ fn load(
         }
         EXIT_NEGATIVE
     })
+}
+
+/// Whether the gateway could create and write files in `dir` (created if missing, as
+/// the gateway does).
+fn probe_writable(dir: &std::path::Path) -> Result<(), String> {
+    std::fs::create_dir_all(dir).map_err(|e| format!("cannot be created: {e}"))?;
+    let probe = dir.join(format!(".check-config-{}", std::process::id()));
+    std::fs::write(&probe, b"probe").map_err(|e| format!("is not writable: {e}"))?;
+    let _ = std::fs::remove_file(&probe);
+    Ok(())
+}
+
+fn tempfile_dir() -> std::io::Result<PathBuf> {
+    let dir = std::env::temp_dir().join(format!(
+        "hpki-gateway-check-{}-{}",
+        std::process::id(),
+        crate::store::new_id("")
+    ));
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir)
+}
+
+/// Removed when the check ends.
+struct ScratchDir(PathBuf);
+
+impl Drop for ScratchDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
 
 /// Connects to the store without changing it; an unmigrated store is reported, not
