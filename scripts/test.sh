@@ -18,11 +18,26 @@ cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 echo "== tests"
+# Everything started here (PostgreSQL, pcscd) is stopped on exit, by this one trap.
+PG_DIR=""
+PCSCD_DIR=""
+PCSCD_PID=""
+cleanup() {
+  if [[ -n "$PCSCD_PID" ]]; then
+    kill "$PCSCD_PID" 2>/dev/null || true
+    wait "$PCSCD_PID" 2>/dev/null || true
+  fi
+  if [[ -n "$PCSCD_DIR" ]]; then rm -rf "$PCSCD_DIR"; fi
+  if [[ -n "$PG_DIR" ]]; then
+    bash scripts/pg-throwaway.sh stop "$PG_DIR" || true
+    rm -rf "$PG_DIR"
+  fi
+}
+trap cleanup EXIT
 # The store tests run on PostgreSQL too: a throwaway server for this run (each test makes
 # its own database in it), unless HPKI_TEST_POSTGRES_URL already names one.
 if [[ -z "${HPKI_TEST_POSTGRES_URL:-}" ]]; then
   PG_DIR=$(mktemp -d)
-  trap 'bash scripts/pg-throwaway.sh stop "$PG_DIR" || true; rm -rf "$PG_DIR"' EXIT
   pg_port=55432
   while (exec 3<>"/dev/tcp/127.0.0.1/$pg_port") 2>/dev/null; do
     pg_port=$((pg_port + 1))
@@ -35,6 +50,32 @@ if [[ -z "${HPKI_TEST_POSTGRES_URL:-}" ]]; then
   export HPKI_TEST_POSTGRES_URL
 fi
 echo "test: PostgreSQL for the store tests at $HPKI_TEST_POSTGRES_URL"
+# The PC/SC tests (cardreader/tests/pcsc.rs, agent.rs) need pcscd with the
+# vsmartcard-vpcd driver: readers "Virtual PCD 00 00" (TCP 35963) and "Virtual PCD 00 01"
+# (35964), the tests being the cards. pcscd is one per machine (/run/pcscd/pcscd.comm):
+# start one unless one runs already (then it must have the vpcd driver).
+if [[ -S /run/pcscd/pcscd.comm ]] && pgrep -x pcscd >/dev/null; then
+  echo "test: using the running pcscd"
+else
+  rm -f /run/pcscd/pcscd.comm # left by a pcscd that is gone
+  PCSCD_DIR=$(mktemp -d)
+  mkdir -p "$PCSCD_DIR/rc"
+  printf 'FRIENDLYNAME "Virtual PCD"\nDEVICENAME /dev/null:0x8C7B\nLIBPATH /usr/lib/pcsc/drivers/serial/libifdvpcd.so\nCHANNELID 0x8C7B\n' \
+    >"$PCSCD_DIR/rc/vpcd"
+  pcscd -f -a -i -c "$PCSCD_DIR/rc" >"$PCSCD_DIR/pcscd.log" 2>&1 &
+  PCSCD_PID=$!
+  for _ in $(seq 1 50); do
+    [[ -S /run/pcscd/pcscd.comm ]] && break
+    sleep 0.1
+  done
+  if ! [[ -S /run/pcscd/pcscd.comm ]] || ! kill -0 "$PCSCD_PID" 2>/dev/null; then
+    echo "test: pcscd did not start:" >&2
+    cat "$PCSCD_DIR/pcscd.log" >&2
+    exit 1
+  fi
+  echo "test: pcscd with the vpcd reader started (log $PCSCD_DIR/pcscd.log)"
+fi
+export HPKI_TEST_PCSCD=1
 # nextest runs each test in its own process (SoftHSM2 reads its config once per
 # process); plain cargo test is the fallback.
 if cargo nextest --version >/dev/null 2>&1; then

@@ -22,6 +22,7 @@ pub mod manifest;
 pub mod pki;
 pub mod profile;
 pub mod server;
+pub mod vcard;
 
 pub use hpki_ext::{
     certificate_policies_value, hc_role_extension_value, kanji_san_extension_value,
