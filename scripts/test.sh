@@ -54,9 +54,17 @@ echo "test: PostgreSQL for the store tests at $HPKI_TEST_POSTGRES_URL"
 # vsmartcard-vpcd driver: readers "Virtual PCD 00 00" (TCP 35963) and "Virtual PCD 00 01"
 # (35964), the tests being the cards. pcscd is one per machine (/run/pcscd/pcscd.comm):
 # start one unless one runs already (then it must have the vpcd driver).
-if [[ -S /run/pcscd/pcscd.comm ]] && pgrep -x pcscd >/dev/null; then
-  echo "test: using the running pcscd"
+vpcd_listening() { (exec 3<>/dev/tcp/127.0.0.1/35963) 2>/dev/null; }
+if [[ -S /run/pcscd/pcscd.comm ]] && pgrep -x pcscd >/dev/null && vpcd_listening; then
+  echo "test: using the running pcscd (it has the vpcd reader)"
 else
+  # A pcscd without the virtual reader (e.g. one the package started) cannot serve the
+  # tests, and there can be only one: replace it for this run.
+  if pgrep -x pcscd >/dev/null; then
+    echo "test: stopping the running pcscd (it has no vpcd reader)"
+    pkill -x pcscd || true
+    sleep 0.5
+  fi
   rm -f /run/pcscd/pcscd.comm # left by a pcscd that is gone
   PCSCD_DIR=$(mktemp -d)
   mkdir -p "$PCSCD_DIR/rc"
@@ -65,7 +73,7 @@ else
   pcscd -f -a -i -c "$PCSCD_DIR/rc" >"$PCSCD_DIR/pcscd.log" 2>&1 &
   PCSCD_PID=$!
   for _ in $(seq 1 50); do
-    [[ -S /run/pcscd/pcscd.comm ]] && break
+    [[ -S /run/pcscd/pcscd.comm ]] && vpcd_listening && break
     sleep 0.1
   done
   if ! [[ -S /run/pcscd/pcscd.comm ]] || ! kill -0 "$PCSCD_PID" 2>/dev/null; then
