@@ -26,6 +26,8 @@ cleanup() {
   if [[ -n "$PCSCD_PID" ]]; then
     kill "$PCSCD_PID" 2>/dev/null || true
     wait "$PCSCD_PID" 2>/dev/null || true
+    # The restart test (cardreader/tests/pcsc.rs) replaces the pcscd started here.
+    pkill -x pcscd 2>/dev/null || true
   fi
   if [[ -n "$PCSCD_DIR" ]]; then rm -rf "$PCSCD_DIR"; fi
   if [[ -n "$PG_DIR" ]]; then

@@ -459,3 +459,84 @@ fn patient_id_without_card() {
         out.stderr
     );
 }
+
+/// Stops the machine's pcscd and starts a new one with the same vpcd reader (these tests
+/// are serialized: nothing else uses pcscd meanwhile). The new one is left running for
+/// the following tests; scripts/test.sh stops every pcscd it started at the end.
+fn restart_pcscd() {
+    let _ = Command::new("pkill").args(["-x", "pcscd"]).status();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Command::new("pgrep")
+        .args(["-x", "pcscd"])
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+    {
+        assert!(Instant::now() < deadline, "pcscd did not stop");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let dir = tempfile::tempdir().unwrap().keep();
+    std::fs::create_dir_all(dir.join("rc")).unwrap();
+    std::fs::write(
+        dir.join("rc/vpcd"),
+        "FRIENDLYNAME \"Virtual PCD\"\nDEVICENAME /dev/null:0x8C7B\n\
+         LIBPATH /usr/lib/pcsc/drivers/serial/libifdvpcd.so\nCHANNELID 0x8C7B\n",
+    )
+    .unwrap();
+    let log = std::fs::File::create(dir.join("pcscd.log")).unwrap();
+    // Outlives the test on purpose (the following tests use it); a thread reaps it when
+    // scripts/test.sh stops it, so it never lingers as a zombie.
+    let mut child = Command::new("pcscd")
+        .args(["-f", "-a", "-i", "-c"])
+        .arg(dir.join("rc"))
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .expect("start pcscd");
+    std::thread::spawn(move || {
+        let _ = child.wait();
+    });
+}
+
+#[test]
+fn watch_survives_pcscd_restarting() {
+    let _g = pcscd_ready();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || reader::watch_events(tx));
+    assert_eq!(
+        next_event(&rx, Duration::from_secs(10)),
+        CardEvent::ReaderAdded {
+            reader: READER.into()
+        }
+    );
+    restart_pcscd();
+    // The watch says the reader went away with pcscd, then finds it again...
+    assert_eq!(
+        next_event(&rx, Duration::from_secs(15)),
+        CardEvent::ReaderRemoved {
+            reader: READER.into()
+        }
+    );
+    assert_eq!(
+        next_event(&rx, Duration::from_secs(30)),
+        CardEvent::ReaderAdded {
+            reader: READER.into()
+        }
+    );
+    // ...and goes on seeing cards.
+    let card = insert(|_| vec![0x90, 0x00]);
+    assert_eq!(
+        next_event(&rx, Duration::from_secs(10)),
+        CardEvent::CardInserted {
+            reader: READER.into(),
+            atr: ATR.to_vec()
+        }
+    );
+    card.remove();
+    assert_eq!(
+        next_event(&rx, Duration::from_secs(10)),
+        CardEvent::CardRemoved {
+            reader: READER.into()
+        }
+    );
+}
