@@ -234,3 +234,80 @@ pub fn load_server_identity(
     })?;
     Ok((chain, key))
 }
+
+/// Certificates whose sessions were ended (a card pulled out): a cached TLS session that
+/// carries one of them is not resumed, so the next connection needs a full handshake,
+/// with the card. Entries last a day (sessions cached before the end may exist that long
+/// in a browser); at most `MAX_ENDED` are kept.
+#[derive(Debug, Default)]
+pub struct EndedCertificates {
+    ders: std::sync::Mutex<Vec<(Vec<u8>, std::time::Instant)>>,
+}
+
+const MAX_ENDED: usize = 4096;
+const ENDED_FOR: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+
+impl EndedCertificates {
+    pub fn add(&self, der: Vec<u8>) {
+        if let Ok(mut d) = self.ders.lock() {
+            d.retain(|(_, at)| at.elapsed() < ENDED_FOR);
+            d.retain(|(x, _)| *x != der);
+            if d.len() >= MAX_ENDED {
+                d.remove(0);
+            }
+            d.push((der, std::time::Instant::now()));
+        }
+    }
+
+    /// Whether an encoded session holds one of the ended certificates (the session value
+    /// carries the client's certificate chain as DER).
+    fn taints(&self, session: &[u8]) -> bool {
+        let Ok(d) = self.ders.lock() else {
+            return false;
+        };
+        d.iter().any(|(der, at)| {
+            at.elapsed() < ENDED_FOR
+                && !der.is_empty()
+                && session.windows(der.len()).any(|w| w == der.as_slice())
+        })
+    }
+}
+
+/// Session storage that refuses (and forgets) sessions of ended certificates.
+#[derive(Debug)]
+struct GuardedSessions {
+    inner: Arc<dyn rustls::server::StoresServerSessions>,
+    ended: Arc<EndedCertificates>,
+}
+
+impl rustls::server::StoresServerSessions for GuardedSessions {
+    fn put(&self, key: Vec<u8>, value: Vec<u8>) -> bool {
+        self.inner.put(key, value)
+    }
+
+    fn get(&self, key: &[u8]) -> Option<Vec<u8>> {
+        let value = self.inner.get(key)?;
+        if self.ended.taints(&value) {
+            let _ = self.inner.take(key);
+            return None;
+        }
+        Some(value)
+    }
+
+    fn take(&self, key: &[u8]) -> Option<Vec<u8>> {
+        let value = self.inner.take(key)?;
+        (!self.ended.taints(&value)).then_some(value)
+    }
+
+    fn can_cache(&self) -> bool {
+        self.inner.can_cache()
+    }
+}
+
+/// Makes a server configuration refuse to resume the sessions of ended certificates.
+pub fn guard_sessions(config: &mut ServerConfig, ended: Arc<EndedCertificates>) {
+    config.session_storage = Arc::new(GuardedSessions {
+        inner: config.session_storage.clone(),
+        ended,
+    });
+}

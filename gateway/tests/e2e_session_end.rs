@@ -88,3 +88,91 @@ fn a_session_token_ends_the_cards_connections_once() {
     assert_eq!(record["cert_sha256"], token.split('.').next().unwrap());
     let _ = upstream.take();
 }
+
+/// One client (one TLS session cache) presenting the doctor's card; each connection
+/// reports whether it resumed a session.
+fn doctor_client() -> impl Fn() -> rustls::StreamOwned<rustls::ClientConnection, std::net::TcpStream>
+{
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{PrivateKeyDer, ServerName};
+    let p = support::pki();
+    let config = std::sync::Arc::new(
+        pki_tests::client::card_client_config(
+            &std::fs::read(p.server_ca()).unwrap(),
+            &std::fs::read(p.cert("doctor")).unwrap(),
+            PrivateKeyDer::from_pem_file(p.key("doctor")).unwrap(),
+        )
+        .unwrap(),
+    );
+    move || {
+        let name = ServerName::try_from("127.0.0.1").unwrap();
+        rustls::ClientConnection::new(config.clone(), name)
+            .unwrap()
+            .into_owned_stream()
+    }
+}
+
+trait IntoOwned {
+    fn into_owned_stream(
+        self,
+    ) -> rustls::StreamOwned<rustls::ClientConnection, std::net::TcpStream>;
+}
+
+impl IntoOwned for rustls::ClientConnection {
+    fn into_owned_stream(
+        self,
+    ) -> rustls::StreamOwned<rustls::ClientConnection, std::net::TcpStream> {
+        let tcp = std::net::TcpStream::connect(ADDR.get().unwrap()).unwrap();
+        tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        rustls::StreamOwned::new(self, tcp)
+    }
+}
+
+static ADDR: std::sync::OnceLock<std::net::SocketAddr> = std::sync::OnceLock::new();
+
+#[test]
+fn an_ended_card_cannot_resume_its_tls_session() {
+    use rustls::HandshakeKind;
+    let (gw, _upstream) = gateway("hpki-card", "optional");
+    ADDR.set(gw.addr).unwrap();
+    let connect = doctor_client();
+
+    let mut first = connect();
+    let answer = request(&mut first, "/_hpki/session/token").expect("token answer");
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert_eq!(first.conn.handshake_kind(), Some(HandshakeKind::Full));
+    let body = answer.split("\r\n\r\n").nth(1).unwrap();
+    let token = serde_json::from_str::<serde_json::Value>(body).unwrap()["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    drop(first);
+
+    // Without an end, the client resumes its session (no card signature needed).
+    let mut second = connect();
+    assert!(request(&mut second, "/")
+        .unwrap()
+        .starts_with("HTTP/1.1 200"));
+    assert_eq!(second.conn.handshake_kind(), Some(HandshakeKind::Resumed));
+    drop(second);
+
+    let r = curl(
+        &gw,
+        None,
+        "/_hpki/session/end",
+        &[
+            "-H",
+            "Content-Type: application/json",
+            "--data",
+            &format!("{{\"token\":\"{token}\"}}"),
+        ],
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+
+    // After the end, the cached session is refused: a full handshake, with the card.
+    let mut third = connect();
+    assert!(request(&mut third, "/")
+        .unwrap()
+        .starts_with("HTTP/1.1 200"));
+    assert_eq!(third.conn.handshake_kind(), Some(HandshakeKind::Full));
+}

@@ -100,6 +100,11 @@ pub struct Gateway {
     /// Live connections by certificate, for ending a pulled card's sessions.
     pub sessions: session::SessionRegistry,
     used_session_tokens: moka::future::Cache<String, ()>,
+    /// Certificates whose sessions were ended: their cached TLS sessions are not resumed.
+    pub ended: Arc<crate::tls::EndedCertificates>,
+    /// Leaf DER of recently authenticated certificates by SHA-256, so that a session end
+    /// can refuse the resumption of a card that has no connection open any more.
+    pub recent_leaves: moka::future::Cache<String, Arc<Vec<u8>>>,
     /// The audit writer, started by `serve` (it needs the runtime).
     audit_writer:
         std::sync::Mutex<Option<std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>>>,
@@ -239,7 +244,7 @@ impl Gateway {
             config.server.client_auth,
             trust.hint_subjects(),
         ));
-        let tls = crate::tls::server_config(
+        let mut tls = crate::tls::server_config(
             config.server.tls_profile,
             verifier,
             chain,
@@ -251,6 +256,8 @@ impl Gateway {
                 "server.cert/server.key: {e} (does the key match the certificate?)"
             )]
         })?;
+        let ended = Arc::new(crate::tls::EndedCertificates::default());
+        crate::tls::guard_sessions(&mut tls, ended.clone());
         let refresh_every = config
             .trust
             .iter()
@@ -282,6 +289,11 @@ impl Gateway {
             grants: cache(ttl),
             metrics: crate::metrics::Metrics::default(),
             sessions: session::SessionRegistry::default(),
+            ended,
+            recent_leaves: moka::future::Cache::builder()
+                .max_capacity(100_000)
+                .time_to_live(Duration::from_secs(24 * 3600))
+                .build(),
             used_session_tokens: moka::future::Cache::builder()
                 .max_capacity(100_000)
                 .time_to_live(Duration::from_secs(13 * 3600))
@@ -485,6 +497,11 @@ impl Gateway {
             ConnectionIdentity::Authenticated(id) => Some(id.sha256.clone()),
             _ => None,
         };
+        if let (Some(sha), Some((leaf, _))) = (&ctx_cert, &certs) {
+            self.recent_leaves
+                .insert(sha.clone(), Arc::new(leaf.der().to_vec()))
+                .await;
+        }
         let gw = self.clone();
         let service = hyper::service::service_fn(move |req| {
             let gw = gw.clone();

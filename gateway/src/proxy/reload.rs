@@ -164,7 +164,7 @@ impl Gateway {
             config.server.client_auth,
             trust.hint_subjects(),
         ));
-        let tls = match crate::tls::server_config(
+        let mut tls = match crate::tls::server_config(
             config.server.tls_profile,
             verifier,
             chain,
@@ -179,6 +179,7 @@ impl Gateway {
                 return Err(problems);
             }
         };
+        crate::tls::guard_sessions(&mut tls, self.ended.clone());
         if !problems.is_empty() {
             return Err(problems);
         }

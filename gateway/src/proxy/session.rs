@@ -169,6 +169,10 @@ pub async fn endpoint(
             }
             gw.used_session_tokens.insert(token.clone(), ()).await;
             let ended = gw.sessions.end(cert);
+            // Cached TLS sessions of the card must not bring it back without the card.
+            if let Some(der) = gw.recent_leaves.get(cert).await {
+                gw.ended.add(der.as_ref().clone());
+            }
             tracing::info!(
                 request_id,
                 cert_sha256 = cert,
