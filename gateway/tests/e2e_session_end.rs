@@ -89,10 +89,11 @@ fn a_session_token_ends_the_cards_connections_once() {
     let _ = upstream.take();
 }
 
-/// One client (one TLS session cache) presenting the doctor's card; each connection
-/// reports whether it resumed a session.
-fn doctor_client() -> impl Fn() -> rustls::StreamOwned<rustls::ClientConnection, std::net::TcpStream>
-{
+/// One client (one TLS session cache) presenting the doctor's card to `addr`; each
+/// connection reports whether it resumed a session.
+fn doctor_client(
+    addr: std::net::SocketAddr,
+) -> impl Fn() -> rustls::StreamOwned<rustls::ClientConnection, std::net::TcpStream> {
     use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::{PrivateKeyDer, ServerName};
     let p = support::pki();
@@ -106,36 +107,18 @@ fn doctor_client() -> impl Fn() -> rustls::StreamOwned<rustls::ClientConnection,
     );
     move || {
         let name = ServerName::try_from("127.0.0.1").unwrap();
-        rustls::ClientConnection::new(config.clone(), name)
-            .unwrap()
-            .into_owned_stream()
-    }
-}
-
-trait IntoOwned {
-    fn into_owned_stream(
-        self,
-    ) -> rustls::StreamOwned<rustls::ClientConnection, std::net::TcpStream>;
-}
-
-impl IntoOwned for rustls::ClientConnection {
-    fn into_owned_stream(
-        self,
-    ) -> rustls::StreamOwned<rustls::ClientConnection, std::net::TcpStream> {
-        let tcp = std::net::TcpStream::connect(ADDR.get().unwrap()).unwrap();
+        let conn = rustls::ClientConnection::new(config.clone(), name).unwrap();
+        let tcp = std::net::TcpStream::connect(addr).unwrap();
         tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-        rustls::StreamOwned::new(self, tcp)
+        rustls::StreamOwned::new(conn, tcp)
     }
 }
-
-static ADDR: std::sync::OnceLock<std::net::SocketAddr> = std::sync::OnceLock::new();
 
 #[test]
 fn an_ended_card_cannot_resume_its_tls_session() {
     use rustls::HandshakeKind;
     let (gw, _upstream) = gateway("hpki-card", "optional");
-    ADDR.set(gw.addr).unwrap();
-    let connect = doctor_client();
+    let connect = doctor_client(gw.addr);
 
     let mut first = connect();
     let answer = request(&mut first, "/_hpki/session/token").expect("token answer");

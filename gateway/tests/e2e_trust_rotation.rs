@@ -361,25 +361,7 @@ fn twenty_rotations_under_load_drop_no_valid_request() {
 }
 
 fn audit_records(gw: &Gateway) -> Vec<Value> {
-    let dir = gw.config.parent().unwrap().join("var/audit");
-    let mut out = Vec::new();
-    let mut stack = vec![dir];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                stack.push(p);
-            } else {
-                out.extend(
-                    std::fs::read_to_string(&p)
-                        .unwrap_or_default()
-                        .lines()
-                        .filter_map(|l| serde_json::from_str::<Value>(l).ok()),
-                );
-            }
-        }
-    }
-    out
+    support::audit_records(&gw.audit_dir())
 }
 
 #[test]

@@ -8,7 +8,6 @@ use hyper::body::Incoming;
 
 use super::{deny, page_response, Body, ConnectionContext, Gateway};
 use crate::held_pages::emergency_page;
-use crate::identity::ConnectionIdentity;
 use crate::pages::Denial;
 use crate::store::{self, DoctorRef, EmergencyGrant};
 
@@ -22,24 +21,11 @@ pub async fn endpoint(
     request_id: &str,
     json: bool,
 ) -> Response<Body> {
-    let identity = match &ctx.identity {
-        ConnectionIdentity::Authenticated(id) => id.clone(),
-        ConnectionIdentity::Anonymous => {
-            return deny(Denial::ClientCertificateRequired, None, request_id, json)
-        }
-        ConnectionIdentity::Refused { reason, detail } => {
-            return deny(Denial::Certificate(*reason), Some(detail), request_id, json)
-        }
+    let identity = match super::require_card(ctx, request_id, json) {
+        Ok(id) => id,
+        Err(denied) => return *denied,
     };
-    let store_down = |e: store::StoreError| {
-        tracing::warn!(request_id, error = %e, "store unavailable");
-        deny(
-            Denial::StoreUnavailable,
-            Some(&e.to_string()),
-            request_id,
-            json,
-        )
-    };
+    let store_down = |e: store::StoreError| super::store_unavailable(&e, request_id, json);
     let allowed_roles = &gw.config.emergency.allow_roles;
     let role_problem = if identity.kind != crate::pki::CertKind::Person {
         Some((

@@ -21,7 +21,7 @@ use hyper::body::Incoming;
 use super::{deny, page_response, Body, ConnectionContext, Gateway};
 use crate::config::RouteSection;
 use crate::held_pages::{self, Viewer};
-use crate::identity::{ConnectionIdentity, Identity, Principal};
+use crate::identity::{Identity, Principal};
 use crate::pages::Denial;
 use crate::store::{self, Confirmer, DoctorRef, ForwardOutcome, NewPending, PendingWrite};
 
@@ -132,13 +132,7 @@ pub async fn hold(
         expires_at: now + gw.config.confirm.expire_after.as_secs() as i64,
     };
     if let Err(e) = gw.store.insert_pending(&entry).await {
-        tracing::warn!(request_id, error = %e, "held write not stored");
-        return deny(
-            Denial::StoreUnavailable,
-            Some(&e.to_string()),
-            request_id,
-            json,
-        );
+        return super::store_unavailable(&e, request_id, json);
     }
     tracing::info!(
         request_id, pending_id = %entry.id, assistant = %entry.assistant_id,
@@ -177,14 +171,9 @@ pub async fn endpoint(
     request_id: &str,
     json: bool,
 ) -> Response<Body> {
-    let identity = match &ctx.identity {
-        ConnectionIdentity::Authenticated(id) => id.clone(),
-        ConnectionIdentity::Anonymous => {
-            return deny(Denial::ClientCertificateRequired, None, request_id, json)
-        }
-        ConnectionIdentity::Refused { reason, detail } => {
-            return deny(Denial::Certificate(*reason), Some(detail), request_id, json)
-        }
+    let identity = match super::require_card(ctx, request_id, json) {
+        Ok(id) => id,
+        Err(denied) => return *denied,
     };
     let principal = match gw.principal(&identity).await {
         Ok(p) => p,
@@ -198,15 +187,7 @@ pub async fn endpoint(
         .trim_start_matches('/');
     let segments: Vec<&str> = rest.split('/').filter(|s| !s.is_empty()).collect();
     let csrf = gw.csrf_token(&identity.sha256);
-    let store_down = |e: store::StoreError| {
-        tracing::warn!(request_id, error = %e, "store unavailable");
-        deny(
-            Denial::StoreUnavailable,
-            Some(&e.to_string()),
-            request_id,
-            json,
-        )
-    };
+    let store_down = |e: store::StoreError| super::store_unavailable(&e, request_id, json);
     match (req.method().clone(), segments.as_slice()) {
         (Method::GET, []) => {
             let assistants = match &viewer {
@@ -361,12 +342,7 @@ impl Refusal {
     fn into_response(self, request_id: &str, json: bool) -> Response<Body> {
         match self {
             Refusal::Denied(d, detail) => deny(d, Some(&detail), request_id, json),
-            Refusal::Store(e) => deny(
-                Denial::StoreUnavailable,
-                Some(&e.to_string()),
-                request_id,
-                json,
-            ),
+            Refusal::Store(e) => super::store_unavailable(&e, request_id, json),
         }
     }
 }
@@ -445,14 +421,7 @@ async fn confirm(
         .await
     {
         Ok(c) => c,
-        Err(e) => {
-            return deny(
-                Denial::StoreUnavailable,
-                Some(&e.to_string()),
-                request_id,
-                json,
-            )
-        }
+        Err(e) => return super::store_unavailable(&e, request_id, json),
     };
     if !claimed {
         if entry.state == store::PendingState::Pending && entry.expires_at <= now {
@@ -468,14 +437,7 @@ async fn confirm(
     let entry = match gw.store.pending(&entry.id).await {
         Ok(Some(e)) => e,
         Ok(None) => return deny(Denial::PendingNotFound, None, request_id, json),
-        Err(e) => {
-            return deny(
-                Denial::StoreUnavailable,
-                Some(&e.to_string()),
-                request_id,
-                json,
-            )
-        }
+        Err(e) => return super::store_unavailable(&e, request_id, json),
     };
     let finished = deliver(gw, &entry, request_id).await;
     page_response(held_pages::detail_page(

@@ -238,26 +238,9 @@ impl Gateway {
         else {
             return Err(problems);
         };
-        let server_sha = server_fingerprint(&chain);
-        let verifier = Arc::new(crate::tls::HpkiClientVerifier::new(
-            config.server.tls_profile,
-            config.server.client_auth,
-            trust.hint_subjects(),
-        ));
-        let mut tls = crate::tls::server_config(
-            config.server.tls_profile,
-            verifier,
-            chain,
-            key,
-            config.server.http2,
-        )
-        .map_err(|e| {
-            vec![format!(
-                "server.cert/server.key: {e} (does the key match the certificate?)"
-            )]
-        })?;
         let ended = Arc::new(crate::tls::EndedCertificates::default());
-        crate::tls::guard_sessions(&mut tls, ended.clone());
+        let (tls, server_sha) =
+            listener_tls(&config, &trust, chain, key, ended.clone()).map_err(|e| vec![e])?;
         let refresh_every = config
             .trust
             .iter()
@@ -1094,22 +1077,94 @@ impl Gateway {
         }
     }
 
-    /// The anti-forgery token of a certificate's forms: an HMAC of its SHA-256 under the
-    /// shared secret, so only a page served to that card can carry it.
-    pub fn csrf_token(&self, cert_sha256: &str) -> String {
-        let tag = aws_lc_rs::hmac::sign(&self.csrf_key, format!("csrf\0{cert_sha256}").as_bytes());
+    /// A tag over `purpose` and `data` under the secret every gateway of the store
+    /// shares: the anti-forgery tokens of forms and the session-end tokens are these.
+    pub fn shared_tag(&self, purpose: &str, data: &str) -> String {
+        let tag = aws_lc_rs::hmac::sign(&self.csrf_key, format!("{purpose}\0{data}").as_bytes());
         pki::name::hex(&tag.as_ref()[..16])
     }
 
-    pub fn csrf_ok(&self, cert_sha256: &str, token: &str) -> bool {
-        let expected = self.csrf_token(cert_sha256);
-        expected.len() == token.len()
-            && expected
-                .bytes()
-                .zip(token.bytes())
-                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-                == 0
+    /// The anti-forgery token of a certificate's forms: only a page served to that card
+    /// can carry it.
+    pub fn csrf_token(&self, cert_sha256: &str) -> String {
+        self.shared_tag("csrf", cert_sha256)
     }
+
+    pub fn csrf_ok(&self, cert_sha256: &str, token: &str) -> bool {
+        same_tag(&self.csrf_token(cert_sha256), token)
+    }
+}
+
+/// Compares a presented tag with the expected one in constant time.
+pub fn same_tag(expected: &str, given: &str) -> bool {
+    aws_lc_rs::constant_time::verify_slices_are_equal(expected.as_bytes(), given.as_bytes()).is_ok()
+}
+
+/// The connection's card holder, or the denial a gateway page answers to a connection
+/// without an accepted card.
+pub(crate) fn require_card(
+    ctx: &ConnectionContext,
+    request_id: &str,
+    json: bool,
+) -> Result<Arc<Identity>, Box<Response<Body>>> {
+    match &ctx.identity {
+        ConnectionIdentity::Authenticated(id) => Ok(id.clone()),
+        ConnectionIdentity::Anonymous => Err(Box::new(deny(
+            Denial::ClientCertificateRequired,
+            None,
+            request_id,
+            json,
+        ))),
+        ConnectionIdentity::Refused { reason, detail } => Err(Box::new(deny(
+            Denial::Certificate(*reason),
+            Some(detail),
+            request_id,
+            json,
+        ))),
+    }
+}
+
+/// `503 store_unavailable`, logged: the store could not record or answer.
+pub(crate) fn store_unavailable(
+    e: &crate::store::StoreError,
+    request_id: &str,
+    json: bool,
+) -> Response<Body> {
+    tracing::warn!(request_id, error = %e, "store unavailable");
+    deny(
+        Denial::StoreUnavailable,
+        Some(&e.to_string()),
+        request_id,
+        json,
+    )
+}
+
+/// The listener's TLS configuration for a trust store (client-certificate hints from its
+/// CAs, session storage that refuses ended certificates), with the server certificate's
+/// fingerprint. At start and at every reload.
+pub(crate) fn listener_tls(
+    config: &Config,
+    trust: &TrustStore,
+    chain: Vec<rustls::pki_types::CertificateDer<'static>>,
+    key: rustls::pki_types::PrivateKeyDer<'static>,
+    ended: Arc<crate::tls::EndedCertificates>,
+) -> Result<(rustls::ServerConfig, String), String> {
+    let server_sha = server_fingerprint(&chain);
+    let verifier = Arc::new(crate::tls::HpkiClientVerifier::new(
+        config.server.tls_profile,
+        config.server.client_auth,
+        trust.hint_subjects(),
+    ));
+    let mut tls = crate::tls::server_config(
+        config.server.tls_profile,
+        verifier,
+        chain,
+        key,
+        config.server.http2,
+    )
+    .map_err(|e| format!("server.cert/server.key: {e} (does the key match the certificate?)"))?;
+    crate::tls::guard_sessions(&mut tls, ended);
+    Ok((tls, server_sha))
 }
 
 /// First 8 bytes of the SHA-256 of the server's leaf certificate, hex.

@@ -158,28 +158,14 @@ impl Gateway {
         let (Some(trust), Some(crls), Some((chain, key))) = (trust, crls, identity) else {
             return Err(problems);
         };
-        let server_sha = super::server_fingerprint(&chain);
-        let verifier = Arc::new(crate::tls::HpkiClientVerifier::new(
-            config.server.tls_profile,
-            config.server.client_auth,
-            trust.hint_subjects(),
-        ));
-        let mut tls = match crate::tls::server_config(
-            config.server.tls_profile,
-            verifier,
-            chain,
-            key,
-            config.server.http2,
-        ) {
-            Ok(t) => t,
-            Err(e) => {
-                problems.push(format!(
-                    "server.cert/server.key: {e} (does the key match the certificate?)"
-                ));
-                return Err(problems);
-            }
-        };
-        crate::tls::guard_sessions(&mut tls, self.ended.clone());
+        let (tls, server_sha) =
+            match super::listener_tls(config, &trust, chain, key, self.ended.clone()) {
+                Ok(t) => t,
+                Err(e) => {
+                    problems.push(e);
+                    return Err(problems);
+                }
+            };
         if !problems.is_empty() {
             return Err(problems);
         }

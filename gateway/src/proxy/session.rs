@@ -19,7 +19,6 @@ use hyper::body::Incoming;
 use serde_json::json;
 
 use super::{deny, json_response, now_ms, Body, ConnectionContext, Gateway};
-use crate::identity::ConnectionIdentity;
 use crate::pages::Denial;
 
 pub const TOKEN_PATH: &str = "/_hpki/session/token";
@@ -83,11 +82,7 @@ impl Drop for Registered<'_> {
 }
 
 fn mac(gw: &Gateway, cert: &str, expires: i64) -> String {
-    let tag = aws_lc_rs::hmac::sign(
-        &gw.csrf_key,
-        format!("session-end\0{cert}\0{expires}").as_bytes(),
-    );
-    crate::pki::name::hex(&tag.as_ref()[..16])
+    gw.shared_tag("session-end", &format!("{cert}\0{expires}"))
 }
 
 pub async fn endpoint(
@@ -100,14 +95,9 @@ pub async fn endpoint(
     let path = req.uri().path().to_owned();
     match (req.method().clone(), path.as_str()) {
         (Method::GET, TOKEN_PATH) => {
-            let id = match &ctx.identity {
-                ConnectionIdentity::Authenticated(id) => id,
-                ConnectionIdentity::Anonymous => {
-                    return deny(Denial::ClientCertificateRequired, None, request_id, json)
-                }
-                ConnectionIdentity::Refused { reason, detail } => {
-                    return deny(Denial::Certificate(*reason), Some(detail), request_id, json)
-                }
+            let id = match super::require_card(ctx, request_id, json) {
+                Ok(id) => id,
+                Err(denied) => return *denied,
             };
             let expires = crate::store::now() + TOKEN_LIFETIME.as_secs() as i64;
             let token = format!("{}.{expires}.{}", id.sha256, mac(gw, &id.sha256, expires));
@@ -148,14 +138,7 @@ pub async fn endpoint(
             let Ok(expires) = expires.parse::<i64>() else {
                 return refuse("not a session token");
             };
-            let expected = mac(gw, cert, expires);
-            let same = expected.len() == tag.len()
-                && expected
-                    .bytes()
-                    .zip(tag.bytes())
-                    .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-                    == 0;
-            if !same {
+            if !super::same_tag(&mac(gw, cert, expires), tag) {
                 return refuse("the token was not issued by this gateway cluster");
             }
             if expires <= crate::store::now() {

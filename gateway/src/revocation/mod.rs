@@ -227,7 +227,7 @@ impl Revocation {
             ocsp_lookups: Default::default(),
             ocsp_fetches: Default::default(),
         });
-        rev.register_store_distribution_points(store);
+        rev.register_distribution_points(store);
         (rev, task)
     }
 
@@ -249,15 +249,13 @@ impl Revocation {
 
     /// Installs a CRL if it is newer than the one in use; returns whether it was.
     pub fn offer(&self, id: IssuerId, record: CrlRecord) -> bool {
+        let record = Arc::new(record);
         let mut inserted = false;
-        let record = Arc::new(std::sync::Mutex::new(Some(record)));
+        // `rcu` may run the closure more than once under contention: the record is
+        // shared, not moved, so a retry offers it again.
         self.crls.rcu(|current| {
             let mut next = CrlSet::clone(current);
-            let taken = record.lock().ok().and_then(|mut r| r.take());
-            inserted = match taken {
-                Some(rec) => next.offer(id.clone(), rec),
-                None => false,
-            };
+            inserted = next.offer_shared(id.clone(), record.clone());
             next
         });
         inserted
@@ -280,13 +278,9 @@ impl Revocation {
         installed
     }
 
-    /// Registers the distribution points of a (reloaded) store's CA certificates.
+    /// CA certificates of the store point at their issuer's CRL (the root's ARL); at
+    /// start and for a reloaded store.
     pub fn register_distribution_points(&self, store: &TrustStore) {
-        self.register_store_distribution_points(store);
-    }
-
-    /// CA certificates of the store point at their issuer's CRL (the root's ARL).
-    fn register_store_distribution_points(&self, store: &TrustStore) {
         for profile in &store.profiles {
             let dir = &profile.directory;
             let cas: Vec<&Arc<ParsedCertificate>> =

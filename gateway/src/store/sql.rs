@@ -396,6 +396,20 @@ fn pending_from(row: &AnyRow) -> StoreResult<PendingWrite> {
     })
 }
 
+const CHANGE_COLUMNS: &str = "id, at, recorded_at, operator, action, subject, detail";
+
+fn change_from(row: &AnyRow) -> StoreResult<LedgerChange> {
+    Ok(LedgerChange {
+        id: row.try_get("id")?,
+        at: row.try_get("at")?,
+        recorded_at: row.try_get("recorded_at")?,
+        operator: row.try_get("operator")?,
+        action: row.try_get("action")?,
+        subject: row.try_get("subject")?,
+        detail: row.try_get("detail")?,
+    })
+}
+
 const GRANT_COLUMNS: &str = "id, doctor_hpki_id, doctor_issuer, doctor_name, cert_sha256, reason, \
      patient_ref, started_at, expires_at, ended_at, followup_at, followup_by, followup_note";
 
@@ -807,26 +821,13 @@ impl Store for SqlStore {
     }
 
     async fn ledger_changes(&self, since: Timestamp) -> StoreResult<Vec<LedgerChange>> {
-        let rows = sqlx::query(
-            "SELECT id, at, recorded_at, operator, action, subject, detail FROM ledger_changes \
-             WHERE at >= $1 ORDER BY at, id",
-        )
+        let rows = sqlx::query(&format!(
+            "SELECT {CHANGE_COLUMNS} FROM ledger_changes WHERE at >= $1 ORDER BY at, id"
+        ))
         .bind(since)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(LedgerChange {
-                    id: r.try_get("id")?,
-                    at: r.try_get("at")?,
-                    recorded_at: r.try_get("recorded_at")?,
-                    operator: r.try_get("operator")?,
-                    action: r.try_get("action")?,
-                    subject: r.try_get("subject")?,
-                    detail: r.try_get("detail")?,
-                })
-            })
-            .collect()
+        rows.iter().map(change_from).collect()
     }
 
     async fn ledger_changes_after(
@@ -834,27 +835,14 @@ impl Store for SqlStore {
         after_id: &str,
         limit: i64,
     ) -> StoreResult<Vec<LedgerChange>> {
-        let rows = sqlx::query(
-            "SELECT id, at, recorded_at, operator, action, subject, detail FROM ledger_changes \
-             WHERE id > $1 ORDER BY id LIMIT $2",
-        )
+        let rows = sqlx::query(&format!(
+            "SELECT {CHANGE_COLUMNS} FROM ledger_changes WHERE id > $1 ORDER BY id LIMIT $2"
+        ))
         .bind(after_id)
         .bind(limit)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(LedgerChange {
-                    id: r.try_get("id")?,
-                    at: r.try_get("at")?,
-                    recorded_at: r.try_get("recorded_at")?,
-                    operator: r.try_get("operator")?,
-                    action: r.try_get("action")?,
-                    subject: r.try_get("subject")?,
-                    detail: r.try_get("detail")?,
-                })
-            })
-            .collect()
+        rows.iter().map(change_from).collect()
     }
 
     async fn set_setting(&self, name: &str, value: &str) -> StoreResult<()> {

@@ -506,34 +506,20 @@ impl Gateway {
         &self,
         matches: impl Fn(&serde_json::Value) -> bool,
     ) -> Option<serde_json::Value> {
-        let dir = self.config.parent().unwrap().join("var/audit");
+        let dir = self.audit_dir();
         let deadline = Instant::now() + Duration::from_secs(5);
         loop {
-            let mut files = Vec::new();
-            let mut stack = vec![dir.clone()];
-            while let Some(d) = stack.pop() {
-                for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
-                    let p = e.path();
-                    if p.is_dir() {
-                        stack.push(p);
-                    } else {
-                        files.push(p);
-                    }
-                }
-            }
-            files.sort();
-            let found = files.iter().find_map(|f| {
-                std::fs::read_to_string(f)
-                    .unwrap_or_default()
-                    .lines()
-                    .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-                    .find(|r| matches(r))
-            });
+            let found = audit_records(&dir).into_iter().find(|r| matches(r));
             if found.is_some() || Instant::now() > deadline {
                 return found;
             }
             std::thread::sleep(Duration::from_millis(100));
         }
+    }
+
+    /// The default audit directory of this gateway (`var/audit` beside its config).
+    pub fn audit_dir(&self) -> PathBuf {
+        self.config.parent().unwrap().join("var/audit")
     }
 
     /// Waits (bounded) for the process to exit by itself; its exit code.
@@ -562,6 +548,33 @@ impl Gateway {
     pub fn rss_kib(&self) -> u64 {
         proc_status_kib(self.child.id(), "VmRSS:")
     }
+}
+
+/// Every record of every audit segment under `dir` (all nodes), in file order.
+pub fn audit_records(dir: &Path) -> Vec<serde_json::Value> {
+    let mut files = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.extension().is_some_and(|x| x == "jsonl") {
+                files.push(p);
+            }
+        }
+    }
+    files.sort();
+    files
+        .iter()
+        .flat_map(|f| {
+            std::fs::read_to_string(f)
+                .unwrap_or_default()
+                .lines()
+                .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+                .collect::<Vec<_>>()
+        })
+        .collect()
 }
 
 pub fn proc_status_kib(pid: u32, field: &str) -> u64 {
