@@ -24,7 +24,8 @@ use cryptoki::session::{Session, UserType};
 use cryptoki::slot::Slot;
 use cryptoki::types::AuthPin;
 use hpki_gateway::pki::{
-    login_problems, name, read_identity, CertIdentity, ParsedCertificate, UnixTime,
+    login_problems, name, read_identity, signing_problems, CertIdentity, ParsedCertificate,
+    UnixTime,
 };
 use serde_json::{json, Value};
 
@@ -61,15 +62,24 @@ pub struct CertsArgs {
     /// Also list the token's mechanisms (and whether it signs RSA-PSS).
     #[arg(long)]
     pub mechanisms: bool,
+    /// Print the certificates as PEM (end-entity first), to paste where a certificate is
+    /// asked for (the gateway's confirmation form) or to give to OpenSSL.
+    #[arg(long, conflicts_with_all = ["json", "mechanisms"])]
+    pub pem: bool,
 }
 
 #[derive(Args)]
+#[command(group(clap::ArgGroup::new("what").required(true).args(["input", "digest"])))]
 pub struct SignArgs {
     #[command(flatten)]
     pub token: TokenOpts,
     /// The file to sign (SHA-256 is computed here, the card signs the digest).
     #[arg(long = "in")]
-    pub input: PathBuf,
+    pub input: Option<PathBuf>,
+    /// Sign this SHA-256 digest (64 hex digits) as it is, e.g. the digest of a
+    /// confirmation text the gateway's page shows.
+    #[arg(long, value_name = "HEX")]
+    pub digest: Option<String>,
     /// Write the raw signature here (default: base64 on standard output).
     #[arg(long)]
     pub out: Option<PathBuf>,
@@ -356,6 +366,19 @@ impl Token {
         data: &[u8],
         pss: bool,
     ) -> Result<Vec<u8>, TokenError> {
+        self.sign_digest(pin, key, &hpki_gateway::pki::sha256(data), pss)
+    }
+
+    /// Logs in once with `pin` (never retried) and signs a SHA-256 digest: PKCS#1 v1.5 is
+    /// CKM_RSA_PKCS over the DER DigestInfo of the digest (what HPKI cards offer), PSS is
+    /// CKM_RSA_PKCS_PSS over the digest.
+    pub fn sign_digest(
+        &self,
+        pin: &AuthPin,
+        key: &KeySelector,
+        digest: &[u8; 32],
+        pss: bool,
+    ) -> Result<Vec<u8>, TokenError> {
         let session = self.session()?;
         if let Err(e) = session.login(UserType::User, Some(pin)) {
             let mut err = TokenError::from_ck("C_Login", e);
@@ -375,7 +398,7 @@ impl Token {
             }
             return Err(err);
         }
-        let result = self.sign_logged_in(&session, key, data, pss);
+        let result = self.sign_logged_in(&session, key, digest, pss);
         let _ = session.logout();
         result
     }
@@ -384,11 +407,10 @@ impl Token {
         &self,
         session: &Session,
         key: &KeySelector,
-        data: &[u8],
+        digest: &[u8; 32],
         pss: bool,
     ) -> Result<Vec<u8>, TokenError> {
         let handle = find_key(session, key)?;
-        let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, data);
         let (mechanism, input) = if pss {
             (
                 Mechanism::RsaPkcsPss(PkcsPssParams {
@@ -396,11 +418,11 @@ impl Token {
                     mgf: PkcsMgfType::MGF1_SHA256,
                     s_len: 32.into(),
                 }),
-                digest.as_ref().to_vec(),
+                digest.to_vec(),
             )
         } else {
             let mut di = SHA256_DIGEST_INFO_PREFIX.to_vec();
-            di.extend_from_slice(digest.as_ref());
+            di.extend_from_slice(digest);
             (Mechanism::RsaPkcs, di)
         };
         session.sign(&mechanism, handle, &input).map_err(|e| {
@@ -539,7 +561,7 @@ pub fn usage_of(cert: &ParsedCertificate) -> (&'static str, Vec<String>) {
         "ca"
     } else if problems.is_empty() {
         "login"
-    } else if cert.key_usage().is_some_and(|k| k.non_repudiation) {
+    } else if signing_problems(cert).is_empty() {
         "signing"
     } else {
         "none"
@@ -654,6 +676,14 @@ fn certs_inner(args: &CertsArgs) -> Result<i32, TokenError> {
         None
     };
     let at = now();
+    if args.pem {
+        for c in &certs {
+            // A comment line before each block: OpenSSL and the gateway read around it.
+            println!("# label \"{}\" id {}", c.label, hex(&c.id));
+            print!("{}", hpki_gateway::pki::pem_encode("CERTIFICATE", &c.der));
+        }
+        return Ok(crate::EXIT_OK);
+    }
     if args.json {
         let mut out = json!({
             "token": token.label,
@@ -743,9 +773,29 @@ fn sign_inner(args: &SignArgs) -> Result<i32, TokenError> {
         (None, Some(l)) => KeySelector::Label(l.clone()),
         (None, None) => KeySelector::Default,
     };
-    let data = std::fs::read(&args.input).map_err(|e| TokenError::Input {
-        detail: format!("cannot read {}: {e}", args.input.display()),
-    })?;
+    let digest = match (&args.input, &args.digest) {
+        (Some(path), _) => {
+            let data = std::fs::read(path).map_err(|e| TokenError::Input {
+                detail: format!("cannot read {}: {e}", path.display()),
+            })?;
+            hpki_gateway::pki::sha256(&data)
+        }
+        (None, Some(hex)) => {
+            let digits: String = hex.chars().filter(|c| !c.is_whitespace()).collect();
+            hpki_gateway::pki::name::parse_sha256_hex(&digits).ok_or_else(|| TokenError::Input {
+                detail: format!(
+                    "--digest \"{hex}\" is not a SHA-256: give the 64 hex digits the page shows \
+                     / ページに表示された64桁の16進数を指定してください"
+                ),
+            })?
+        }
+        // clap requires one of them.
+        (None, None) => {
+            return Err(TokenError::Input {
+                detail: "give --in FILE or --digest HEX".into(),
+            })
+        }
+    };
     let token = Token::open(&args.token)?;
     // Ask for the PIN only when the signature can be made at all.
     if args.pss && !token.signs_pss()? {
@@ -767,7 +817,7 @@ fn sign_inner(args: &SignArgs) -> Result<i32, TokenError> {
         });
     }
     let pin = AuthPin::new(pin.into());
-    let signature = token.sign(&pin, &key, &data, args.pss)?;
+    let signature = token.sign_digest(&pin, &key, &digest, args.pss)?;
     match &args.out {
         Some(path) => std::fs::write(path, &signature).map_err(|e| TokenError::Input {
             detail: format!("cannot write {}: {e}", path.display()),

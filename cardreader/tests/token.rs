@@ -573,3 +573,121 @@ fn sign_pss_on_a_pkcs1_only_card_says_mechanism_not_offered() {
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     assert!(verify(&card, &sig, &data, false));
 }
+
+#[test]
+fn sign_digest_signs_the_given_sha256_on_a_pkcs1_only_card() {
+    let card = card();
+    let data = card.dir.path().join("confirmation.txt");
+    std::fs::write(&data, "HPKI-GATEWAY-CONFIRMATION-V1\nentry-id: p-1\n").unwrap();
+    // The digest as another program computes it (what the gateway's page shows).
+    let sum = run(Command::new("sha256sum").arg(&data));
+    let digest = text(&sum.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_owned();
+    let sig = card.dir.path().join("digest.sig");
+    let out = hpki_card(
+        &card.pkcs1_conf,
+        &[
+            "sign",
+            "--digest",
+            &digest,
+            "--out",
+            sig.to_str().unwrap(),
+            "--pin-fd",
+            "0",
+        ],
+        b"1234\n",
+        None,
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    // A PKCS#1 v1.5 signature over the file, as `openssl dgst -sha256 -verify` sees it.
+    assert!(verify(&card, &sig, &data, false));
+    // The same signature as signing the file itself; uppercase hex is the same digest.
+    let out = hpki_card(
+        &card.pkcs1_conf,
+        &["sign", "--digest", &digest.to_uppercase(), "--pin-fd", "0"],
+        b"1234\n",
+        None,
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let b64 = base64::engine::general_purpose::STANDARD
+        .decode(text(&out.stdout).trim())
+        .unwrap();
+    assert_eq!(b64, std::fs::read(&sig).unwrap());
+
+    // Bad input: not a SHA-256, both or neither of --in / --digest (exit 2, before any PIN).
+    let out = hpki_card(
+        &card.conf,
+        &["sign", "--digest", "abc123", "--pin-fd", "0"],
+        b"",
+        None,
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("is not a SHA-256"),
+        "{}",
+        text(&out.stderr)
+    );
+    for args in [
+        &["sign", "--digest", &digest, "--in", data.to_str().unwrap()][..],
+        &["sign", "--pin-fd", "0"][..],
+    ] {
+        let out = hpki_card(&card.conf, args, b"", None);
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "{args:?}: {}",
+            text(&out.stderr)
+        );
+    }
+}
+
+#[test]
+fn certs_pem_prints_the_token_certificates_end_entity_first() {
+    let card = card();
+    let out = hpki_card(&card.conf, &["certs", "--pem"], b"", None);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let pem = text(&out.stdout);
+    assert_eq!(
+        pem.matches("-----BEGIN CERTIFICATE-----").count(),
+        2,
+        "{pem}"
+    );
+    assert!(
+        pem.starts_with(
+            "# label \"HPKI END ENTITY CERTIFICATE\" id 17\n-----BEGIN CERTIFICATE-----\n"
+        ),
+        "{pem}"
+    );
+    // OpenSSL reads the first block (the end entity) through the comment line.
+    let file = card.dir.path().join("certs.pem");
+    std::fs::write(&file, &pem).unwrap();
+    let subject = run(Command::new("openssl").args([
+        "x509",
+        "-in",
+        file.to_str().unwrap(),
+        "-noout",
+        "-subject",
+        "-nameopt",
+        "RFC2253",
+    ]));
+    assert!(
+        text(&subject.stdout).contains("serialNumber=Test117120"),
+        "{}",
+        text(&subject.stdout)
+    );
+    // Its public key is the token's.
+    let pubkey = run(Command::new("openssl").args([
+        "x509",
+        "-in",
+        file.to_str().unwrap(),
+        "-noout",
+        "-pubkey",
+    ]));
+    assert_eq!(
+        text(&pubkey.stdout),
+        std::fs::read_to_string(&card.pub_pem).unwrap()
+    );
+}

@@ -75,7 +75,7 @@ impl AssertionSigner {
         let pkcs8 = key
             .to_pkcs8v1()
             .expect("aws-lc-rs failed to encode a P-256 key as PKCS#8");
-        pem_encode("PRIVATE KEY", pkcs8.as_ref())
+        crate::pki::pem_encode("PRIVATE KEY", pkcs8.as_ref())
     }
 
     /// The key id: the RFC 7638 JWK thumbprint (base64url SHA-256) of the public key.
@@ -510,20 +510,6 @@ fn pem_blocks(text: &str) -> Result<Vec<PemBlock>, AssertionKeyError> {
     Ok(blocks)
 }
 
-/// PEM with 64-character lines, the width RFC 7468 §2 asks generators for and OpenSSL writes.
-fn pem_encode(label: &str, der: &[u8]) -> String {
-    let base64 = STANDARD.encode(der);
-    let mut pem = format!("-----BEGIN {label}-----\n");
-    for (i, c) in base64.chars().enumerate() {
-        if i > 0 && i % 64 == 0 {
-            pem.push('\n');
-        }
-        pem.push(c);
-    }
-    pem.push_str(&format!("\n-----END {label}-----\n"));
-    pem
-}
-
 #[cfg(test)]
 mod tests {
     //! Tokens are checked without any code from the signing path: signatures with aws-lc-rs's
@@ -532,6 +518,7 @@ mod tests {
     //! `cryptography` package.
 
     use super::*;
+    use crate::pki::pem_encode;
     use aws_lc_rs::encoding::AsDer;
     use aws_lc_rs::signature::{
         Ed25519KeyPair, UnparsedPublicKey, ECDSA_P256_SHA256_ASN1, ECDSA_P256_SHA256_FIXED,

@@ -207,6 +207,12 @@ pub struct ConfirmSection {
     pub max_body: u64,
     /// A held write not decided within this time expires.
     pub expire_after: Duration,
+    /// Confirming needs the doctor's signature over the confirmation text, made with an
+    /// HPKI signing certificate (docs/confirmation-signature.md).
+    pub require_signature: bool,
+    /// The `kind = "signing"` trust profile that validates signing certificates: the one
+    /// named, else the only signing profile; `None` when there is none.
+    pub signing_profile: Option<String>,
 }
 
 impl Default for ConfirmSection {
@@ -214,6 +220,8 @@ impl Default for ConfirmSection {
         ConfirmSection {
             max_body: 1024 * 1024,
             expire_after: Duration::from_secs(7 * 24 * 3600),
+            require_signature: false,
+            signing_profile: None,
         }
     }
 }
@@ -314,7 +322,7 @@ pub struct AssertionSection {
 pub struct TrustSection {
     pub name: String,
     pub dir: PathBuf,
-    pub kind: CertKindConfig,
+    pub kind: TrustKind,
     /// Dotted OIDs, validated and without a trailing dot.
     pub require_policies: Vec<String>,
     pub max_intermediates: usize,
@@ -443,6 +451,41 @@ impl Default for RevocationFetch {
             ocsp_negative_ttl: Duration::from_secs(30),
             clock_skew: Duration::from_secs(300),
             ocsp_nonce: false,
+        }
+    }
+}
+
+/// What a trust profile validates: login certificates of a person or an organization, or
+/// signing certificates (a doctor's signature on a confirmation), never used for login.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TrustKind {
+    Person,
+    Organization,
+    Signing,
+}
+
+impl TrustKind {
+    pub const ALL: [TrustKind; 3] = [
+        TrustKind::Person,
+        TrustKind::Organization,
+        TrustKind::Signing,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TrustKind::Person => "person",
+            TrustKind::Organization => "organization",
+            TrustKind::Signing => "signing",
+        }
+    }
+
+    /// The kind of holder a login through this profile identifies; `None` for a signing
+    /// profile, which no login goes through.
+    pub fn login_kind(self) -> Option<crate::pki::CertKind> {
+        match self {
+            TrustKind::Person => Some(crate::pki::CertKind::Person),
+            TrustKind::Organization => Some(crate::pki::CertKind::Organization),
+            TrustKind::Signing => None,
         }
     }
 }
@@ -779,7 +822,7 @@ fn validate(table: &toml::Table, base: &Path, problems: &mut Problems) -> Option
         }
         None => Some(StoreSection::default()),
     };
-    let confirm = match table.get("confirm") {
+    let mut confirm = match table.get("confirm") {
         Some(v) => section::<RawConfirm>(v, "confirm", problems)
             .and_then(|raw| validate_confirm(raw, problems)),
         None => Some(ConfirmSection::default()),
@@ -826,6 +869,22 @@ fn validate(table: &toml::Table, base: &Path, problems: &mut Problems) -> Option
         None => Some(EmergencySection::default()),
     };
 
+    // Cross-section: the signing profile `[confirm]` names is a `[[trust]]` profile.
+    let confirm_resolved = match (&mut confirm, &trust) {
+        (Some(confirm), Some(trust)) => resolve_signing_profile(confirm, trust, problems),
+        _ => Some(()),
+    };
+    if let Some(trust) = &trust {
+        if trust.iter().all(|t| t.kind == TrustKind::Signing) {
+            problems.push(
+                "trust",
+                "every profile has kind = \"signing\", so nobody can log in: add a login \
+                 profile with kind = \"person\" or \"organization\", like [[trust]] \
+                 name = \"hpki-auth\" dir = \"trust/hpki-auth\" kind = \"person\"",
+            );
+        }
+    }
+
     if let (Some(server), Some(admin)) = (&server, &admin) {
         if listeners_overlap(server.listen, admin.listen) {
             problems.push(
@@ -850,7 +909,7 @@ fn validate(table: &toml::Table, base: &Path, problems: &mut Problems) -> Option
         timeouts: timeouts?,
         revocation: revocation?,
         store: store?,
-        confirm: confirm?,
+        confirm: confirm_resolved.and(confirm)?,
         emergency: emergency?,
         audit: audit?,
         log: log?,
@@ -986,6 +1045,8 @@ struct RawStore {
 struct RawConfirm {
     max_body: Option<Scalar>,
     expire_after: Option<Scalar>,
+    require_signature: Option<bool>,
+    signing_profile: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -1228,6 +1289,8 @@ fn example(path: &str) -> Option<&'static str> {
         "route.hold_writes_from" => "hold_writes_from = [\"assistant\"]",
         "limits.max_request_body" => "max_request_body = \"64MiB\"",
         "confirm.expire_after" => "expire_after = \"7d\"",
+        "confirm.require_signature" => "require_signature = true",
+        "confirm.signing_profile" => "signing_profile = \"hpki-sign\"",
         "emergency.duration" => "duration = \"30m\"",
         "reload.watch_interval" => "watch_interval = \"2s\"",
         "limits.max_request_headers" => "max_request_headers = 100",
@@ -1361,7 +1424,7 @@ fn validate_trust(
         one_of(
             &s,
             &format!("{prefix}.kind"),
-            &CertKindConfig::ALL,
+            &TrustKind::ALL,
             |k| k.as_str(),
             problems,
         )
@@ -1962,7 +2025,97 @@ fn validate_confirm(raw: RawConfirm, problems: &mut Problems) -> Option<ConfirmS
     Some(ConfirmSection {
         max_body: max_body?,
         expire_after: expire_after?,
+        require_signature: raw.require_signature.unwrap_or(defaults.require_signature),
+        signing_profile: raw.signing_profile,
     })
+}
+
+/// Resolves `confirm.signing_profile` against the trust profiles: the one named must be a
+/// `kind = "signing"` profile; unnamed, the only signing profile is used. Signatures
+/// required with no signing profile to check them is refused.
+fn resolve_signing_profile(
+    confirm: &mut ConfirmSection,
+    trust: &[TrustSection],
+    problems: &mut Problems,
+) -> Option<()> {
+    let signing: Vec<&str> = trust
+        .iter()
+        .filter(|t| t.kind == TrustKind::Signing)
+        .map(|t| t.name.as_str())
+        .collect();
+    match confirm.signing_profile.as_deref() {
+        Some(name) => match trust.iter().find(|t| t.name == name) {
+            Some(t) if t.kind == TrustKind::Signing => Some(()),
+            Some(t) => {
+                problems.push(
+                    "confirm.signing_profile",
+                    format!(
+                        "\"{name}\" is a kind = \"{}\" profile, which validates login \
+                         certificates: name a [[trust]] profile with kind = \"signing\"{}",
+                        t.kind.as_str(),
+                        one_of_these(&signing)
+                    ),
+                );
+                None
+            }
+            None => {
+                problems.push(
+                    "confirm.signing_profile",
+                    format!(
+                        "\"{name}\" is not the name of a [[trust]] profile: name a profile with \
+                         kind = \"signing\"{}",
+                        one_of_these(&signing)
+                    ),
+                );
+                None
+            }
+        },
+        None => match signing.as_slice() {
+            [] if confirm.require_signature => {
+                problems.push(
+                    "confirm.require_signature",
+                    "is true but no [[trust]] profile has kind = \"signing\" to validate the \
+                     doctors' signing certificates: add one (its anchors and intermediates are \
+                     the HPKI signing CA, like [[trust]] name = \"hpki-sign\" \
+                     dir = \"trust/hpki-sign\" kind = \"signing\" \
+                     require_policies = [\"1.2.392.100495.1.5.1.1\"]), or set \
+                     require_signature = false",
+                );
+                None
+            }
+            [] => Some(()),
+            [only] => {
+                confirm.signing_profile = Some((*only).to_owned());
+                Some(())
+            }
+            several => {
+                if confirm.require_signature {
+                    problems.push(
+                        "confirm.signing_profile",
+                        format!(
+                            "missing: {} profiles have kind = \"signing\" ({}): name the one \
+                             that validates confirmations, like signing_profile = \"{}\"",
+                            several.len(),
+                            several.join(", "),
+                            several[0]
+                        ),
+                    );
+                    None
+                } else {
+                    Some(())
+                }
+            }
+        },
+    }
+}
+
+/// ` (one of: a, b)` for a message, or ` (there is none yet)`.
+fn one_of_these(names: &[&str]) -> String {
+    if names.is_empty() {
+        " (there is none yet)".into()
+    } else {
+        format!(" (one of: {})", names.join(", "))
+    }
 }
 
 fn validate_audit(raw: RawAudit, base: &Path, problems: &mut Problems) -> Option<AuditSection> {
@@ -2592,7 +2745,7 @@ allow_roles = ["Medical Doctor", "Pharmacist"]
             vec![TrustSection {
                 name: "hpki-auth".into(),
                 dir: base.join("trust/hpki-auth"),
-                kind: CertKindConfig::Person,
+                kind: TrustKind::Person,
                 require_policies: vec!["1.2.392.100495.1.5.1.2".into()],
                 max_intermediates: 6,
                 revocation: RevocationPolicy::default(),
@@ -2747,7 +2900,7 @@ shutdown_grace = "1d"
             vec!["1.2.392.100495.1.5.1.2", "1.2.392.100495.1.5.1.3"]
         );
         assert_eq!(config.trust[0].max_intermediates, 2);
-        assert_eq!(config.trust[1].kind, CertKindConfig::Organization);
+        assert_eq!(config.trust[1].kind, TrustKind::Organization);
         assert!(config.trust[1].require_policies.is_empty());
 
         let emr = &config.routes[0];
@@ -2790,6 +2943,84 @@ shutdown_grace = "1d"
         assert_eq!(config.timeouts.upstream_connect, Duration::from_millis(500));
         assert_eq!(config.timeouts.upstream_response, Duration::from_secs(3600));
         assert_eq!(config.timeouts.shutdown_grace, Duration::from_secs(86400));
+    }
+
+    #[test]
+    fn signatures_on_confirmations_need_a_signing_profile() {
+        let fx = Fixture::new();
+        std::fs::create_dir_all(fx.path().join("trust/hpki-sign/anchors")).unwrap();
+        let sign = |name: &str| {
+            format!(
+                "\n[[trust]]\nname = \"{name}\"\ndir = \"trust/hpki-sign\"\nkind = \"signing\"\n\
+                 require_policies = [\"1.2.392.100495.1.5.1.1\"]\n"
+            )
+        };
+        // Off by default, and no signing profile needed then.
+        let config = fx.load(&with(&[])).unwrap();
+        assert!(!config.confirm.require_signature);
+        assert_eq!(config.confirm.signing_profile, None);
+
+        // Required without a signing profile: refused, naming the key and the fix.
+        let problems = fx.problems(&(with(&[]) + "\n[confirm]\nrequire_signature = true\n"));
+        assert_problem(
+            &problems,
+            "confirm.require_signature",
+            &[
+                "no [[trust]] profile has kind = \"signing\"",
+                "kind = \"signing\"",
+                "or set require_signature = false",
+            ],
+        );
+        assert_eq!(problems.len(), 1, "{problems:?}");
+
+        // The only signing profile is the default; it is never a login profile.
+        let text = with(&[]) + &sign("hpki-sign") + "\n[confirm]\nrequire_signature = true\n";
+        let config = fx.load(&text).unwrap();
+        assert!(config.confirm.require_signature);
+        assert_eq!(config.confirm.signing_profile.as_deref(), Some("hpki-sign"));
+        assert_eq!(config.trust[1].kind, TrustKind::Signing);
+        assert_eq!(TrustKind::Signing.login_kind(), None);
+
+        // Two signing profiles: name one.
+        let two = with(&[]) + &sign("sign-a") + &sign("sign-b");
+        let problems = fx.problems(&(two.clone() + "\n[confirm]\nrequire_signature = true\n"));
+        assert_problem(
+            &problems,
+            "confirm.signing_profile",
+            &[
+                "2 profiles",
+                "sign-a, sign-b",
+                "signing_profile = \"sign-a\"",
+            ],
+        );
+        let config = fx
+            .load(
+                &(two.clone()
+                    + "\n[confirm]\nrequire_signature = true\nsigning_profile = \"sign-b\"\n"),
+            )
+            .unwrap();
+        assert_eq!(config.confirm.signing_profile.as_deref(), Some("sign-b"));
+
+        // A name that is not a signing profile.
+        let problems = fx.problems(
+            &(two.clone()
+                + "\n[confirm]\nrequire_signature = true\nsigning_profile = \"hpki-auth\"\n"),
+        );
+        assert_problem(
+            &problems,
+            "confirm.signing_profile",
+            &["kind = \"person\"", "sign-a, sign-b"],
+        );
+        let problems = fx.problems(&(two + "\n[confirm]\nsigning_profile = \"nope\"\n"));
+        assert_problem(
+            &problems,
+            "confirm.signing_profile",
+            &["\"nope\" is not the name of a [[trust]] profile"],
+        );
+
+        // Signing profiles alone let nobody log in.
+        let text = with(&[("kind = \"person\"", "kind = \"signing\"")]);
+        assert_problem(&fx.problems(&text), "trust", &["nobody can log in"]);
     }
 
     #[test]

@@ -14,8 +14,10 @@ use crate::pages::{
     escape_html, escape_untrusted, html_document_with_forms, Page, CONTENT_TYPE_HTML,
     CONTENT_TYPE_JSON,
 };
+use crate::pki::name::hex;
 use crate::store::{
-    format_time, DoctorRef, EmergencyGrant, NewPending, PendingState, PendingWrite,
+    format_time, ConfirmationSignature, DoctorRef, EmergencyGrant, NewPending, PendingState,
+    PendingWrite,
 };
 
 /// Who is looking.
@@ -29,6 +31,28 @@ pub enum Viewer {
 
 /// How much of a body a page shows.
 const SHOWN_BODY: usize = 64 * 1024;
+
+/// What a supervising doctor signs to confirm an entry (`confirm.require_signature`), for
+/// the entry's page: the confirmation text and its SHA-256, or why the entry has none.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SigningPrompt {
+    Ready {
+        text: String,
+        digest_hex: String,
+    },
+    /// The entry holds something no confirmation text may carry (a control character).
+    Unsignable(String),
+}
+
+/// Where the confirmation text of an entry is downloaded.
+pub fn confirmation_text_url(id: &str) -> String {
+    format!("/_hpki/pending/{id}/confirmation.txt")
+}
+
+/// The command a doctor runs on the workstation to sign a digest with the signing card.
+pub fn sign_command(digest_hex: &str) -> String {
+    format!("hpki-card sign --digest {digest_hex}")
+}
 
 fn json_page(status: StatusCode, v: Value) -> Page {
     Page {
@@ -86,6 +110,17 @@ pub fn entry_json(e: &PendingWrite) -> Value {
         "upstream_body": e.upstream_body.as_ref().map(|b| String::from_utf8_lossy(b).into_owned()),
         "last_error": e.last_error,
         "forwarded_at": e.forwarded_at.map(format_time),
+        "confirmation_signature": e.signature.as_ref().map(signature_json),
+    })
+}
+
+/// The stored signature of a confirmed entry: what was signed and by which certificate.
+fn signature_json(s: &ConfirmationSignature) -> Value {
+    let signer = crate::pki::ParsedCertificate::from_der(&s.certificate).ok();
+    json!({
+        "digest": format!("sha256:{}", hex(&s.digest)),
+        "signer_cert_sha256": hex(&crate::pki::sha256(&s.certificate)),
+        "signer_subject": signer.as_ref().map(|c| crate::pki::name::display(c.subject())),
     })
 }
 
@@ -231,18 +266,40 @@ fn render_body(e: &PendingWrite, out: &mut String) {
     }
 }
 
+/// One entry. `signing` is given to a supervising doctor when confirming needs their
+/// signature: the page then shows the confirmation text, its digest, how to sign it, and
+/// takes the signature and the signing certificate in the confirm form.
 pub fn detail_page(
     e: &PendingWrite,
     viewer: &Viewer,
     can_decide: bool,
     csrf: &str,
+    signing: Option<&SigningPrompt>,
     json: bool,
 ) -> Page {
+    let decidable = can_decide && e.state.confirmable();
+    let signing = signing.filter(|_| decidable);
     if json {
         let mut v = entry_json(e);
-        v["can_decide"] = Value::Bool(can_decide && e.state.confirmable());
+        v["can_decide"] = Value::Bool(decidable);
         if can_decide {
             v["csrf"] = Value::String(csrf.to_owned());
+        }
+        match signing {
+            Some(SigningPrompt::Ready { text, digest_hex }) => {
+                v["confirmation"] = json!({
+                    "signature_required": true,
+                    "text": text,
+                    "digest_sha256": digest_hex,
+                    "text_url": confirmation_text_url(&e.id),
+                    "sign_command": sign_command(digest_hex),
+                    "fields": ["signature", "certificate"],
+                });
+            }
+            Some(SigningPrompt::Unsignable(why)) => {
+                v["confirmation"] = json!({ "signature_required": true, "error": why });
+            }
+            None => {}
         }
         return json_page(StatusCode::OK, v);
     }
@@ -339,20 +396,46 @@ pub fn detail_page(
             main.push_str("</details>\n");
         }
     }
-    if can_decide && e.state.confirmable() {
+    if decidable {
         let retry = e.state == PendingState::Failed;
         let csrf = escape_html(csrf);
-        let _ = writeln!(
-            main,
-            "<form method=\"post\" action=\"/_hpki/pending/{id}/confirm\">\
-             <input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
-             <button type=\"submit\">{}</button></form>",
-            if retry {
-                "再送信する / Retry delivery"
-            } else {
-                "確定する / Confirm"
+        let button = if retry {
+            "再送信する / Retry delivery"
+        } else {
+            "確定する / Confirm"
+        };
+        match signing {
+            None => {
+                let _ = writeln!(
+                    main,
+                    "<form method=\"post\" action=\"/_hpki/pending/{id}/confirm\">\
+                     <input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
+                     <button type=\"submit\">{button}</button></form>"
+                );
             }
-        );
+            Some(SigningPrompt::Unsignable(why)) => {
+                let _ = writeln!(
+                    main,
+                    "<p>この入力には署名できないため確定できません。差し戻してください。 \
+                     <span lang=\"en\">This entry cannot be signed, so it cannot be confirmed: reject it.</span></p>\
+                     <p><code>{}</code></p>",
+                    escape_html(why)
+                );
+            }
+            Some(SigningPrompt::Ready { text, digest_hex }) => {
+                render_signing(&e.id, text, digest_hex, &mut main);
+                let _ = writeln!(
+                    main,
+                    "<form method=\"post\" action=\"/_hpki/pending/{id}/confirm\">\
+                     <input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
+                     <p><label>署名（base64） / Signature (base64)<br>\
+                     <textarea name=\"signature\" required rows=\"5\" cols=\"66\" spellcheck=\"false\"></textarea></label></p>\
+                     <p><label>署名用証明書（PEM または base64 DER） / Signing certificate (PEM or base64 DER)<br>\
+                     <textarea name=\"certificate\" required rows=\"10\" cols=\"66\" spellcheck=\"false\"></textarea></label></p>\
+                     <button type=\"submit\">署名して{button}</button></form>"
+                );
+            }
+        }
         let _ = writeln!(
             main,
             "<form method=\"post\" action=\"/_hpki/pending/{id}/reject\">\
@@ -364,6 +447,29 @@ pub fn detail_page(
         main.push_str("<p>この入力を処理する権限はありません。 <span lang=\"en\">You cannot decide this entry.</span></p>\n");
     }
     html_page(StatusCode::OK, &format!("{ja} / {en}"), &main)
+}
+
+/// The confirmation text, its digest and how to sign it (the doctor's workstation has
+/// `hpki-card`; the page runs nothing).
+fn render_signing(id: &str, text: &str, digest_hex: &str, out: &mut String) {
+    let _ = writeln!(
+        out,
+        "<h2>確定テキストへの電子署名 <span lang=\"en\" class=\"en\">Sign the confirmation</span></h2>\
+         <p>この入力を確定するには、次の確定テキストにHPKI署名用カードで電子署名してください。\
+         署名は入力内容（本文はSHA-256）と、あなたのHPKI IDを確定します。</p>\
+         <p lang=\"en\" class=\"en\">To confirm this entry, sign the confirmation text below with your HPKI signing card. \
+         The signature commits to the entry (its body by SHA-256) and to your HPKI id.</p>\
+         <pre>{}</pre>\
+         <dl><dt>SHA-256<span class=\"label-en\" lang=\"en\">digest of the text</span></dt><dd><code>{}</code></dd></dl>\
+         <p><a href=\"{}\" download>確定テキストをダウンロード / Download the confirmation text</a></p>\
+         <ol><li>署名する / Sign: <code>{}</code></li>\
+         <li>署名用証明書を表示する / Show your signing certificate: <code>hpki-card certs --pem</code></li>\
+         <li>署名（base64）と署名用証明書を下のフォームに貼り付けて確定する / Paste the signature (base64) and the signing certificate below, then confirm</li></ol>",
+        escape_untrusted(text),
+        escape_html(digest_hex),
+        escape_html(&confirmation_text_url(id)),
+        escape_html(&sign_command(digest_hex)),
+    );
 }
 
 // ---------------------------------------------------------------------------------------

@@ -67,6 +67,22 @@ pub enum Denial {
     /// A session-end token that is malformed, not issued by this gateway, expired or
     /// already used.
     SessionTokenInvalid,
+    /// Confirming needs the doctor's signature (`confirm.require_signature`) and the form
+    /// carries no signature or no signing certificate.
+    SignatureRequired,
+    /// The signature does not verify over the confirmation text rebuilt from the stored
+    /// entry (a tampered entry, another text, another key), or the signature or
+    /// certificate cannot be read.
+    SignatureInvalid,
+    /// The signing certificate does not validate for signing against the signing profile.
+    SigningCertUntrusted,
+    /// The signing certificate (or a CA above it) is revoked.
+    SigningCertRevoked,
+    /// The signing certificate's revocation status could not be established and the
+    /// signing profile's `revocation.on_unavailable` denies.
+    SigningCertStatusUnknown,
+    /// The signing certificate is not the logged-in doctor's (its HPKI id differs).
+    SignerNotDoctor,
 }
 
 /// The four user-facing texts of one denial.
@@ -89,7 +105,7 @@ const ADVICE_CHOOSE_AUTH_EN: &str = "Use the authentication certificate on your 
 
 impl Denial {
     /// Every gateway-level (non-certificate) denial, in code order of [`Self::GATEWAY_CODES`].
-    pub const GATEWAY: [Denial; 17] = [
+    pub const GATEWAY: [Denial; 23] = [
         Denial::ClientCertificateRequired,
         Denial::NoHcRole,
         Denial::RoleNotAllowed,
@@ -107,12 +123,18 @@ impl Denial {
         Denial::CsrfFailed,
         Denial::AuditUnavailable,
         Denial::SessionTokenInvalid,
+        Denial::SignatureRequired,
+        Denial::SignatureInvalid,
+        Denial::SigningCertUntrusted,
+        Denial::SigningCertRevoked,
+        Denial::SigningCertStatusUnknown,
+        Denial::SignerNotDoctor,
     ];
 
     /// Every non-certificate code, for docs checks. Computed from [`Self::GATEWAY`] so the
     /// two lists cannot drift apart.
-    pub const GATEWAY_CODES: [&'static str; 17] = {
-        let mut codes = [""; 17];
+    pub const GATEWAY_CODES: [&'static str; 23] = {
+        let mut codes = [""; 23];
         let mut i = 0;
         while i < codes.len() {
             codes[i] = Denial::GATEWAY[i].code();
@@ -150,6 +172,12 @@ impl Denial {
             Denial::CsrfFailed => "csrf_failed",
             Denial::AuditUnavailable => "audit_unavailable",
             Denial::SessionTokenInvalid => "session_token_invalid",
+            Denial::SignatureRequired => "signature_required",
+            Denial::SignatureInvalid => "signature_invalid",
+            Denial::SigningCertUntrusted => "signing_cert_untrusted",
+            Denial::SigningCertRevoked => "signing_cert_revoked",
+            Denial::SigningCertStatusUnknown => "signing_cert_status_unknown",
+            Denial::SignerNotDoctor => "signer_not_doctor",
         }
     }
 
@@ -170,8 +198,15 @@ impl Denial {
             | Denial::AssistantNotInLedger
             | Denial::NotSupervisor
             | Denial::CsrfFailed
-            | Denial::SessionTokenInvalid => StatusCode::FORBIDDEN,
-            Denial::StoreUnavailable | Denial::AuditUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            | Denial::SessionTokenInvalid
+            | Denial::SignatureInvalid
+            | Denial::SigningCertUntrusted
+            | Denial::SigningCertRevoked
+            | Denial::SignerNotDoctor => StatusCode::FORBIDDEN,
+            Denial::StoreUnavailable
+            | Denial::AuditUnavailable
+            | Denial::SigningCertStatusUnknown => StatusCode::SERVICE_UNAVAILABLE,
+            Denial::SignatureRequired => StatusCode::BAD_REQUEST,
             Denial::PendingNotFound => StatusCode::NOT_FOUND,
             Denial::PendingAlreadyDecided => StatusCode::CONFLICT,
             Denial::NoRoute => StatusCode::NOT_FOUND,
@@ -307,6 +342,42 @@ impl Denial {
                 title_en: "The session-end request cannot be accepted",
                 advice_en: "The card-reader agent's request is invalid, expired or was already used. Insert the card and log in to the portal again to register a new one.",
             },
+            Denial::SignatureRequired => Texts {
+                title_ja: "確定には署名用カードによる電子署名が必要です",
+                advice_ja: "この確定には、確定テキストへのHPKI署名用証明書による電子署名が必要です。確定ページに表示されたコマンドで署名し、署名と署名用証明書をフォームに貼り付けてから、もう一度確定してください。",
+                title_en: "This confirmation needs your signature with your HPKI signing card",
+                advice_en: "Confirming needs an electronic signature over the confirmation text, made with your HPKI signing certificate. Sign it with the command shown on the entry's page, paste the signature and the signing certificate into the form, and confirm again.",
+            },
+            Denial::SignatureInvalid => Texts {
+                title_ja: "電子署名を検証できません",
+                advice_ja: "署名が確定テキストと一致しないか、貼り付けた署名用証明書の鍵で作られていません。署名の後に入力内容が変更された可能性もあります。確定ページを開き直し、いま表示されている確定テキストに改めて署名してください。",
+                title_en: "The signature does not verify",
+                advice_en: "The signature does not match the confirmation text, or was not made with the key of the signing certificate you pasted; the entry may also have changed after you signed. Open the entry again and sign the confirmation text it shows now.",
+            },
+            Denial::SigningCertUntrusted => Texts {
+                title_ja: "署名用証明書を確認できません",
+                advice_ja: "署名に使った証明書は、このネットワークで認められたHPKI署名用証明書ではありません（認証用証明書、有効期限切れ、発行元が不明など）。カードの署名用証明書で署名し、その証明書を貼り付けてください。ご不明な点はシステム管理者にお問い合わせください。",
+                title_en: "The signing certificate is not accepted",
+                advice_en: "The certificate you signed with is not an HPKI signing certificate this network accepts (an authentication certificate, an expired one, or one from an unknown issuer). Sign with your card's signing certificate and paste that certificate. If you are unsure, contact your system administrator.",
+            },
+            Denial::SigningCertRevoked => Texts {
+                title_ja: "署名用証明書が失効しています",
+                advice_ja: "署名に使った証明書は失効しているため、確定は行われませんでした。カードの発行元（認証局）にお問い合わせください。",
+                title_en: "Your signing certificate has been revoked",
+                advice_en: "The certificate you signed with is revoked, so nothing was confirmed. Contact the certification authority that issued your card.",
+            },
+            Denial::SigningCertStatusUnknown => Texts {
+                title_ja: "署名用証明書の失効確認ができませんでした",
+                advice_ja: "署名用証明書が失効していないことを確認できなかったため、確定を行いませんでした。しばらくしてから再度お試しください。続く場合はシステム管理者にお問い合わせください。",
+                title_en: "The signing certificate's revocation status could not be checked",
+                advice_en: "The gateway could not confirm that your signing certificate is not revoked, so nothing was confirmed. Try again in a while; if it persists, contact your system administrator.",
+            },
+            Denial::SignerNotDoctor => Texts {
+                title_ja: "署名者がログイン中の医師と一致しません",
+                advice_ja: "署名用証明書のHPKI IDが、ログインしている医師のものと異なります。ご本人の署名用カードで署名してください。",
+                title_en: "The signer is not the doctor who is logged in",
+                advice_en: "The HPKI id in the signing certificate differs from that of the doctor who is logged in. Sign with your own signing card.",
+            },
         }
     }
 }
@@ -441,6 +512,12 @@ fn reason_texts(reason: Reason) -> Texts {
             advice_ja: "証明書が失効していないことを確認できなかったため、安全のためログインを止めています。しばらくしてから再度お試しください。続く場合はシステム管理者にお問い合わせください。",
             title_en: "The certificate's revocation status could not be checked",
             advice_en: "The gateway could not confirm that your certificate is not revoked, so login is stopped for safety. Try again in a while; if it persists, contact your system administrator.",
+        },
+        Reason::KeyUsageNotForSigning => Texts {
+            title_ja: "この証明書は署名用ではありません",
+            advice_ja: "確定の電子署名には、カードの署名用証明書を使用してください。",
+            title_en: "This certificate is not a signing certificate",
+            advice_en: "Sign confirmations with your card's signing certificate.",
         },
     }
 }
@@ -908,7 +985,13 @@ mod tests {
             | Denial::PendingAlreadyDecided
             | Denial::CsrfFailed
             | Denial::AuditUnavailable
-            | Denial::SessionTokenInvalid => Denial::GATEWAY.contains(&d),
+            | Denial::SessionTokenInvalid
+            | Denial::SignatureRequired
+            | Denial::SignatureInvalid
+            | Denial::SigningCertUntrusted
+            | Denial::SigningCertRevoked
+            | Denial::SigningCertStatusUnknown
+            | Denial::SignerNotDoctor => Denial::GATEWAY.contains(&d),
         }
     }
 
@@ -991,6 +1074,12 @@ mod tests {
                 "csrf_failed",
                 "audit_unavailable",
                 "session_token_invalid",
+                "signature_required",
+                "signature_invalid",
+                "signing_cert_untrusted",
+                "signing_cert_revoked",
+                "signing_cert_status_unknown",
+                "signer_not_doctor",
             ]
         );
         assert_eq!(Denial::from_code("nope"), None);
@@ -1023,6 +1112,12 @@ mod tests {
             (Denial::CsrfFailed, 403),
             (Denial::AuditUnavailable, 503),
             (Denial::SessionTokenInvalid, 403),
+            (Denial::SignatureRequired, 400),
+            (Denial::SignatureInvalid, 403),
+            (Denial::SigningCertUntrusted, 403),
+            (Denial::SigningCertRevoked, 403),
+            (Denial::SigningCertStatusUnknown, 503),
+            (Denial::SignerNotDoctor, 403),
         ];
         assert_eq!(expected.len(), Denial::GATEWAY.len());
         for (d, status) in expected {

@@ -410,7 +410,7 @@ fn schedule_entry(
                 .filter(|c| !matches!(c, ':' | ' '))
                 .collect::<String>()
                 .to_ascii_lowercase();
-            match parse_sha256_hex(&digits) {
+            match crate::pki::name::parse_sha256_hex(&digits) {
                 None => {
                     push(format!(
                         "{at}: `sha256` {hex:?} is not a SHA-256 in hex (64 hex digits, as `hpki-gateway cert inspect` prints)"
@@ -478,17 +478,6 @@ fn schedule_file_anchor(
     }
 }
 
-fn parse_sha256_hex(s: &str) -> Option<[u8; 32]> {
-    if s.len() != 64 || !s.is_ascii() {
-        return None;
-    }
-    let mut out = [0u8; 32];
-    for (i, byte) in out.iter_mut().enumerate() {
-        *byte = u8::from_str_radix(&s[2 * i..2 * i + 2], 16).ok()?;
-    }
-    Some(out)
-}
-
 fn has_extension(path: &Path, exts: &[&str]) -> bool {
     path.extension()
         .and_then(|e| e.to_str())
@@ -551,12 +540,12 @@ fn read_cert_dir(
     out
 }
 
-/// One trust profile: a directory of CAs plus what the profile requires and what kind of
-/// holder its certificates stand for.
+/// One trust profile: a directory of CAs plus what the profile requires and what its
+/// certificates are for (a person's or an organization's login, or signing).
 #[derive(Debug, Clone)]
 pub struct TrustProfile {
     pub name: String,
-    pub kind: crate::pki::CertKind,
+    pub kind: crate::config::TrustKind,
     pub required_policies: Vec<crate::pki::PolicyPrefix>,
     pub max_intermediates: usize,
     pub revocation: crate::config::RevocationPolicy,
@@ -581,12 +570,31 @@ pub struct Authenticated {
 }
 
 impl TrustStore {
-    /// DER subjects of every anchor and intermediate, deduplicated: the CertificateRequest
-    /// hints that let a browser offer only the cards we can accept.
+    /// The profiles a login is validated against, with the kind of holder each stands
+    /// for: every profile but the signing ones.
+    fn login_profiles(
+        &self,
+    ) -> impl Iterator<Item = (usize, &TrustProfile, crate::pki::CertKind)> + '_ {
+        self.profiles
+            .iter()
+            .enumerate()
+            .filter_map(|(i, p)| p.kind.login_kind().map(|kind| (i, p, kind)))
+    }
+
+    /// The `kind = "signing"` profile of this name.
+    pub fn signing_profile(&self, name: &str) -> Option<&TrustProfile> {
+        self.profiles
+            .iter()
+            .find(|p| p.name == name && p.kind == crate::config::TrustKind::Signing)
+    }
+
+    /// DER subjects of every anchor and intermediate of the login profiles, deduplicated:
+    /// the CertificateRequest hints that let a browser offer only the cards we can accept
+    /// (a signing CA is no login CA: its cards are never offered).
     pub fn hint_subjects(&self) -> Vec<Vec<u8>> {
         use der::Encode;
         let mut out: Vec<Vec<u8>> = Vec::new();
-        for p in &self.profiles {
+        for (_, p, _) in self.login_profiles() {
             for c in p
                 .directory
                 .anchors
@@ -621,7 +629,7 @@ impl TrustStore {
             _ => 2,
         };
         let mut best: Option<(u8, crate::pki::PathError)> = None;
-        for (profile_index, profile) in self.profiles.iter().enumerate() {
+        for (profile_index, profile, kind) in self.login_profiles() {
             let mut opts = PathOptions::new(now, KeyPurpose::ClientAuth);
             opts.required_policies = profile.required_policies.clone();
             opts.max_intermediates = profile.max_intermediates;
@@ -669,7 +677,7 @@ impl TrustStore {
                     return Ok(Authenticated {
                         profile_index,
                         profile: profile.name.clone(),
-                        kind: profile.kind,
+                        kind,
                         path,
                     })
                 }
@@ -684,7 +692,28 @@ impl TrustStore {
         Err(best.map(|(_, e)| e).unwrap_or(crate::pki::PathError {
             reason: Reason::UntrustedIssuer,
             depth: Some(0),
-            detail: "no trust profile is configured".into(),
+            detail: "no login trust profile is configured".into(),
         }))
+    }
+}
+
+impl TrustProfile {
+    /// Validates a signing certificate (a doctor's signature on a confirmation) against
+    /// this profile at `now`: a signing certificate (nonRepudiation), its path to an anchor
+    /// accepted at `now` (`trust.toml` windows apply as at login), the profile's required
+    /// policies and depth. Revocation is the caller's (it needs the network).
+    pub fn validate_signing(
+        &self,
+        leaf: &Arc<ParsedCertificate>,
+        presented: &[Arc<ParsedCertificate>],
+        now: crate::pki::UnixTime,
+    ) -> Result<crate::pki::ValidatedPath, crate::pki::PathError> {
+        use crate::pki::{verify_for_signing, KeyPurpose, PathOptions};
+        let mut opts = PathOptions::new(now, KeyPurpose::Any);
+        opts.required_policies = self.required_policies.clone();
+        opts.max_intermediates = self.max_intermediates;
+        let dir = &self.directory;
+        let anchors = dir.active_anchors(now);
+        verify_for_signing(leaf, presented, &anchors, &dir.intermediates, &opts)
     }
 }

@@ -220,17 +220,18 @@ fn migrate_scenario(ctx: &Ctx) {
         );
     }
     let first = ctx.ok(&["store", "migrate"]);
-    assert!(first.contains("migrated from version 0 to 1"), "{first}");
+    assert!(first.contains("migrated from version 0 to 2"), "{first}");
     assert!(first.contains("applied 1 "), "{first}");
+    assert!(first.contains("applied 2 "), "{first}");
     let second = ctx.ok(&["store", "migrate"]);
     assert!(
-        second.contains("already at version 1: nothing to apply"),
+        second.contains("already at version 2: nothing to apply"),
         "{second}"
     );
     assert!(!second.contains("applied"), "{second}");
     let json = ctx.json(&["store", "migrate"]);
     assert_eq!(json["applied"], Value::Array(vec![]));
-    assert_eq!(json["to_version"], 1);
+    assert_eq!(json["to_version"], 2);
     // Now the ledger commands work.
     let list = ctx.ok(&["ledger", "assistant", "list"]);
     assert!(list.contains("no assistants"), "{list}");

@@ -12,14 +12,12 @@ mod support;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use support::Gateway;
+use support::{pkcs11_tool, run_ok, text, Gateway, HPKI_TOKEN_LABEL, SOFTHSM_MODULE};
 
-const SOFTHSM_MODULE: &str = "/usr/lib/softhsm/libsofthsm2.so";
-const TOKEN_LABEL: &str = "HPKI Application";
 const KEY_LABEL: &str = "Private key of HPKI";
 const CERT_LABEL: &str = "HPKI END ENTITY CERTIFICATE";
 const USER_PIN: &str = "1234";
@@ -45,28 +43,6 @@ fn new_listen() -> SocketAddr {
     format!("127.0.0.1:{}", support::free_port())
         .parse()
         .unwrap()
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-/// Runs a command that must succeed; a missing program or a failure names itself.
-fn run_ok(cmd: &mut Command, what: &str) -> Output {
-    let out = cmd.output().unwrap_or_else(|e| {
-        panic!(
-            "{what}: cannot run {:?}: {e} (install the packages of deploy/setup.sh)",
-            cmd.get_program()
-        )
-    });
-    assert!(
-        out.status.success(),
-        "{what} failed ({}):\nstdout: {}\nstderr: {}",
-        out.status,
-        text(&out.stdout),
-        text(&out.stderr)
-    );
-    out
 }
 
 /// One curl run that wrote `body` then `\n<http_code>` on stdout.
@@ -197,31 +173,6 @@ struct Card {
     cert: PathBuf,
 }
 
-fn pkcs11_tool(softhsm_conf: &Path) -> Command {
-    let mut cmd = Command::new("pkcs11-tool");
-    cmd.env("SOFTHSM2_CONF", softhsm_conf).args([
-        "--module",
-        SOFTHSM_MODULE,
-        "--token-label",
-        TOKEN_LABEL,
-    ]);
-    cmd
-}
-
-/// The directory OpenSSL loads engines from (`openssl version -e`).
-fn openssl_engines_dir() -> PathBuf {
-    let out = run_ok(
-        Command::new("openssl").args(["version", "-e"]),
-        "openssl version -e",
-    );
-    let line = text(&out.stdout);
-    let dir = line
-        .split('"')
-        .nth(1)
-        .unwrap_or_else(|| panic!("unexpected `openssl version -e` output: {line}"));
-    PathBuf::from(dir)
-}
-
 impl Card {
     /// Token, key pair generated on the token, HPKI-shaped authentication certificate for
     /// its public key issued with the openssl CLI by the test auth-ca, certificate written
@@ -246,7 +197,7 @@ impl Card {
         run_ok(
             Command::new("softhsm2-util")
                 .env("SOFTHSM2_CONF", &all_mechanisms)
-                .args(["--init-token", "--free", "--label", TOKEN_LABEL])
+                .args(["--init-token", "--free", "--label", HPKI_TOKEN_LABEL])
                 .args(["--so-pin", SO_PIN, "--pin", USER_PIN]),
             "softhsm2-util --init-token",
         );
@@ -318,24 +269,7 @@ impl Card {
             "pkcs11-tool --write-object cert",
         );
 
-        let engines = openssl_engines_dir();
-        let engine = engines.join("pkcs11.so");
-        assert!(
-            engine.exists(),
-            "OpenSSL's pkcs11 engine {} is missing: install libengine-pkcs11-openssl (deploy/setup.sh)",
-            engine.display()
-        );
-        let openssl_conf = d.join("openssl-pkcs11.cnf");
-        std::fs::write(
-            &openssl_conf,
-            format!(
-                "openssl_conf = openssl_init\n\n[openssl_init]\nengines = engine_section\n\n\
-                 [engine_section]\npkcs11 = pkcs11_section\n\n[pkcs11_section]\n\
-                 engine_id = pkcs11\ndynamic_path = {}\nMODULE_PATH = {SOFTHSM_MODULE}\ninit = 0\n",
-                engine.display()
-            ),
-        )
-        .unwrap();
+        let openssl_conf = support::openssl_pkcs11_conf(d);
 
         Card {
             _dir: dir,

@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 
 use hpki_gateway::store::{self, PendingState, Store};
 use support::workflow::{
-    assistant, block_on, card_key, csrf, decide, doctor, entry, gateway_store, hold_form, json,
-    open_store, seed,
+    assistant, block_on, card_key, csrf, decide, doctor, entry, gateway_store, held_write_config,
+    hold_form, json, open_store, seed,
 };
 use support::{config, curl, error_code, free_port, Gateway, Upstream};
 
@@ -39,33 +39,19 @@ fn gateway_with(
     env: &[(&str, &str)],
 ) -> (Gateway, String) {
     let addr = listen();
-    let store = store_url
-        .map(|u| format!("url = \"{u}\"\n"))
-        .unwrap_or_default();
-    let text = config(
+    let text = held_write_config(
         addr,
         upstream.addr,
-        "hpki-card",
-        "required",
+        store_url,
         &format!(
             r#"
-[[route]]
-path = "/records"
-upstream = "http://{up}"
-allow_kinds = ["person", "organization"]
-hold_writes_from = ["assistant"]
-
-[store]
-{store}cache_ttl = "0s"
-
 [confirm]
 max_body = "4KiB"
 {extra}
 
 [timeouts]
 upstream_response = "2s"
-"#,
-            up = upstream.addr
+"#
         ),
     );
     (Gateway::start_with_env(&text, addr, env), text)

@@ -832,7 +832,7 @@ fn seed_clinic_card(gw: &Gateway) {
 // ---------------------------------------------------------------------------------------
 
 /// What a malicious client sends.
-const SPOOFED: [&str; 13] = [
+const SPOOFED: [&str; 14] = [
     // Control: an ordinary header, which must arrive (the client really sent the list).
     "X-Probe: arrived",
     "X-HPKI-Role: Medical Doctor",
@@ -841,6 +841,7 @@ const SPOOFED: [&str; 13] = [
     "X-HPKI-Assertion: forged",
     "X-HPKI-Emergency: 1",
     "X-HPKI-Confirmed-By: x",
+    "X-HPKI-Confirmation-Signature: v1; digest=sha256:forged; sig=forged; cert=forged",
     "X-HPKI-Request-Id: forged-request-id",
     "X-Forwarded-Client-Cert: x",
     "Client-Cert: :x:",
@@ -852,9 +853,10 @@ const SPOOFED: [&str; 13] = [
 /// Header values a forged header could have smuggled through.
 const FORGED_VALUES: [&str; 5] = ["forged", "Medical Doctor", "Pharmacist", "6.6.6.6", ":x:"];
 
-const NEVER_FROM_CLIENT: [&str; 6] = [
+const NEVER_FROM_CLIENT: [&str; 7] = [
     "x-hpki-emergency",
     "x-hpki-confirmed-by",
+    "x-hpki-confirmation-signature",
     "x-forwarded-client-cert",
     "client-cert",
     "client-cert-chain",

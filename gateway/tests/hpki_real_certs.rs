@@ -8,8 +8,8 @@ use std::process::Command;
 use std::sync::Arc;
 
 use hpki_gateway::pki::{
-    login_problems, read_identity, verify_path, CertificatePool, KeyPurpose, ParsedCertificate,
-    PathOptions, PolicyPrefix, Reason, UnixTime,
+    login_problems, read_identity, verify_for_login, verify_for_signing, verify_path,
+    CertificatePool, KeyPurpose, ParsedCertificate, PathOptions, PolicyPrefix, Reason, UnixTime,
 };
 use serde_json::Value;
 
@@ -153,7 +153,25 @@ fn medis_cards_validate_to_the_mhlw_root_but_are_not_for_login() {
         assert_eq!(path.chain.len(), 3);
         assert!(path.anchor().same_as(&cert("ca/mhlw-hpki-root-ca-v2.der")));
         assert_eq!(login_problems(&leaf), [Reason::SigningCertNotForLogin]);
+        // For signing use, under the signing arc, it validates; as a login it does not.
+        let mut signing = opts.clone();
+        signing.required_policies = vec![PolicyPrefix::parse("1.2.392.100495.1.5.1.1").unwrap()];
+        let path = verify_for_signing(&leaf, &[], &anchors, &intermediates, &signing)
+            .unwrap_or_else(|e| panic!("{f} for signing: {e}"));
+        assert!(path.chain[1].same_as(&cert("ca/medis-sign-ca2.der")));
+        let err = verify_for_login(&leaf, &[], &anchors, &intermediates, &opts).unwrap_err();
+        assert_eq!(err.reason, Reason::SigningCertNotForLogin, "{f}");
     }
+    // The CAs themselves are no signing certificates.
+    let err = verify_for_signing(
+        &cert("ca/medis-sign-ca2.der"),
+        &[],
+        &anchors,
+        &intermediates,
+        &opts,
+    )
+    .unwrap_err();
+    assert_eq!(err.reason, Reason::KeyUsageNotForSigning);
     // The login purpose refuses nothing here by EKU (none present): the signing-card
     // refusal comes from keyUsage, which is what login_problems reports.
     let expired = cert("test-certs/medis-doctor-expired-2022.der");
@@ -394,4 +412,43 @@ fn shipped_trust_profiles_load_and_validate_the_real_cards() {
     // The authentication profile does not hold the signing CA: a signing card has no path.
     let err = verify_path(&card, &[], &auth.anchors, &auth.intermediates, &opts).unwrap_err();
     assert_eq!(err.reason, Reason::UntrustedIssuer);
+
+    // As a `kind = "signing"` profile of a trust store, hpki-sign validates the card for
+    // signing and is never used for login (nor hinted in the TLS CertificateRequest).
+    use hpki_gateway::config::TrustKind;
+    use hpki_gateway::trust::{TrustProfile, TrustStore};
+    let profile = |name: &str, kind, directory| TrustProfile {
+        name: name.into(),
+        kind,
+        required_policies: Vec::new(),
+        max_intermediates: 6,
+        revocation: Default::default(),
+        directory,
+    };
+    let signing_only = TrustStore {
+        profiles: vec![profile("hpki-sign", TrustKind::Signing, sign.clone())],
+    };
+    let now = at("2026-01-01T00:00:00Z");
+    let path = signing_only
+        .signing_profile("hpki-sign")
+        .expect("a signing profile")
+        .validate_signing(&card, &[], now)
+        .unwrap();
+    assert_eq!(path.chain.len(), 3);
+    assert!(signing_only.signing_profile("hpki-auth").is_none());
+    assert!(signing_only.hint_subjects().is_empty());
+    let err = signing_only.authenticate(&card, &[], now).unwrap_err();
+    assert_eq!(err.reason, Reason::UntrustedIssuer);
+    assert!(
+        err.detail.contains("no login trust profile"),
+        "{}",
+        err.detail
+    );
+    // The same directory as a person profile would take the card as far as the path
+    // goes, and refuse it as a signing card: the kind is what keeps it out of logins.
+    let as_login = TrustStore {
+        profiles: vec![profile("hpki-sign", TrustKind::Person, sign)],
+    };
+    let err = as_login.authenticate(&card, &[], now).unwrap_err();
+    assert_eq!(err.reason, Reason::SigningCertNotForLogin);
 }

@@ -10,8 +10,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use hpki_gateway::store::{
-    self, Assistant, Backend, CardKey, Confirmer, DoctorRef, EmergencyGrant, ForwardOutcome,
-    LedgerRow, NewPending, PendingState, SqlStore, Store, StoreError,
+    self, Assistant, Backend, CardKey, ConfirmationSignature, Confirmer, DoctorRef, EmergencyGrant,
+    ForwardOutcome, LedgerRow, NewPending, PendingState, SqlStore, Store, StoreError,
 };
 
 /// A base time: 2023-11-14T22:13:20Z.
@@ -100,7 +100,8 @@ macro_rules! both_backends {
 }
 
 both_backends!(
-    migrate_applies_version_1_once,
+    migrate_applies_every_version_once,
+    version_1_store_upgrades_to_2,
     unmigrated_store_is_refused_without_migrate,
     newer_schema_is_refused,
     concurrent_migrations_apply_once,
@@ -124,6 +125,7 @@ both_backends!(
     expiry,
     reclaim_takes_only_lapsed_leases,
     concurrent_reclaims_take_each_entry_once,
+    a_signature_is_stored_with_its_claim,
     emergency_window_and_end,
     emergency_listing_and_followup,
     shared_setting_first_value_wins,
@@ -162,6 +164,17 @@ fn confirmer(id: &str) -> Confirmer {
         name: format!("医師 {id}"),
         headers: vec![("X-HPKI-Subject".into(), format!("CN={id}"))],
         claims: serde_json::json!({ "sub": id, "role": "Medical Doctor", "n": 3 }),
+    }
+}
+
+/// A stand-in for a doctor's verified signature (the store keeps bytes; it does not
+/// verify), distinct per `n`.
+fn signature(n: u8) -> ConfirmationSignature {
+    ConfirmationSignature {
+        digest: [n; 32],
+        signature: vec![n, 0x00, 0xff, 0x80],
+        certificate: vec![0x30, 0x03, 0x02, 0x01, n],
+        chain: vec![vec![0x30, 0x01, n], vec![0x30, 0x02, n, n]],
     }
 }
 
@@ -222,26 +235,81 @@ fn grant(id: &str, cert: &str, started: i64, expires: i64) -> EmergencyGrant {
 // Migrations
 // ---------------------------------------------------------------------------------------
 
-async fn migrate_applies_version_1_once(fx: Fixture) {
+async fn migrate_applies_every_version_once(fx: Fixture) {
     let s = fx.connect().await;
     let first = s.migrate().await.unwrap();
     assert_eq!(first.backend, fx.backend);
     assert_eq!(first.from_version, 0);
-    assert_eq!(first.to_version, 1);
-    assert_eq!(first.applied.len(), 1, "{:?}", first.applied);
+    assert_eq!(first.to_version, 2);
+    assert_eq!(first.applied.len(), 2, "{:?}", first.applied);
     assert!(first.applied[0].starts_with("1 "), "{:?}", first.applied);
+    assert!(first.applied[1].starts_with("2 "), "{:?}", first.applied);
 
     let again = s.migrate().await.unwrap();
-    assert_eq!(again.from_version, 1);
-    assert_eq!(again.to_version, 1);
+    assert_eq!(again.from_version, 2);
+    assert_eq!(again.to_version, 2);
     assert!(again.applied.is_empty(), "{:?}", again.applied);
     s.check_schema().await.unwrap();
-    assert_eq!(migration_count(&fx).await, 1);
+    assert_eq!(migration_count(&fx).await, 2);
 
     // The schema works: the tables exist.
     s.ping().await.unwrap();
     assert_eq!(s.count_pending().await.unwrap(), 0);
     assert!(s.assistants().await.unwrap().is_empty());
+}
+
+/// A store made by a gateway that knew only version 1, with a held write in it: version
+/// 2 is applied on top, the entry survives and has no signature.
+async fn version_1_store_upgrades_to_2(fx: Fixture) {
+    // Connecting creates the SQLite file (and nothing else).
+    drop(fx.connect().await);
+    let pool = fx.raw().await;
+    let v1 = &store::MIGRATIONS[0];
+    assert_eq!(v1.version, 1);
+    let sql = match fx.backend {
+        Backend::Sqlite => v1.sqlite,
+        Backend::Postgres => v1.postgres,
+    };
+    sqlx::query(
+        "CREATE TABLE hpki_schema_migrations (version BIGINT PRIMARY KEY, name TEXT NOT NULL, applied_at BIGINT NOT NULL)",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    for statement in sql.split(";\n").map(str::trim).filter(|s| !s.is_empty()) {
+        sqlx::query(statement).execute(&pool).await.unwrap();
+    }
+    sqlx::query(
+        "INSERT INTO hpki_schema_migrations (version, name, applied_at) VALUES (1, 'v1', 0)",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    sqlx::query(
+        "INSERT INTO pending_writes (id, state, route_path, method, path_and_query, headers, body, \
+         assistant_id, assistant_name, card_sha256, created_at, expires_at, attempts) \
+         VALUES ('p-old', 'pending', '/', 'POST', '/x', '[]', $1, 'a1', 'n', 'ab', $2, $3, 0)",
+    )
+    .bind(b"old=1".to_vec())
+    .bind(T0)
+    .bind(T0 + 600)
+    .execute(&pool)
+    .await
+    .unwrap();
+    pool.close().await;
+
+    // A binary that needs version 2 refuses the old store until it is migrated.
+    let err = store::open(&fx.url, &fx.base, false).await.err().unwrap();
+    assert!(err.to_string().contains("store migrate"), "{err}");
+    let report = fx.connect().await.migrate().await.unwrap();
+    assert_eq!((report.from_version, report.to_version), (1, 2));
+    assert_eq!(report.applied.len(), 1, "{:?}", report.applied);
+    let s = fx.store().await;
+    let old = s.pending("p-old").await.unwrap().unwrap();
+    assert_eq!(old.body, b"old=1");
+    assert_eq!(old.signature, None);
+    assert!(claim_signed(&s, "p-old", "D1", Some(7), T0 + 1).await);
+    assert_eq!(stored_signature(&s, "p-old").await, Some(signature(7)));
 }
 
 async fn unmigrated_store_is_refused_without_migrate(fx: Fixture) {
@@ -276,14 +344,14 @@ async fn newer_schema_is_refused(fx: Fixture) {
     for migrate in [false, true] {
         match store::open(&fx.url, &fx.base, migrate).await {
             Err(StoreError::SchemaTooNew { found, known }) => {
-                assert_eq!((found, known), (99, 1), "migrate={migrate}")
+                assert_eq!((found, known), (99, 2), "migrate={migrate}")
             }
             Err(e) => panic!("migrate={migrate}: expected SchemaTooNew, got {e:?}"),
             Ok(_) => panic!("migrate={migrate}: a schema from the future was accepted"),
         }
     }
     // Nothing was applied or removed by the refused migrate.
-    assert_eq!(migration_count(&fx).await, 2);
+    assert_eq!(migration_count(&fx).await, 3);
 }
 
 async fn concurrent_migrations_apply_once(fx: Fixture) {
@@ -295,10 +363,10 @@ async fn concurrent_migrations_apply_once(fx: Fixture) {
     let (ra, rb) = (ra.unwrap().unwrap(), rb.unwrap().unwrap());
     assert_eq!(
         ra.applied.len() + rb.applied.len(),
-        1,
-        "exactly one of them applies version 1: {ra:?} {rb:?}"
+        2,
+        "each version is applied once, by one of them: {ra:?} {rb:?}"
     );
-    assert_eq!(migration_count(&fx).await, 1);
+    assert_eq!(migration_count(&fx).await, 2);
     let s = fx.store().await;
     s.add_assistant(&assistant("a1", "花子"), OP).await.unwrap();
 }
@@ -970,19 +1038,19 @@ async fn claim_is_exclusive(fx: Fixture) {
         .unwrap();
     let (d1, d2) = (confirmer("D1"), confirmer("D2"));
     assert!(s
-        .claim_for_forwarding("p-1", &d1, T0 + 10, T0 + 70)
+        .claim_for_forwarding("p-1", &d1, None, T0 + 10, T0 + 70)
         .await
         .unwrap());
     assert!(!s
-        .claim_for_forwarding("p-1", &d2, T0 + 11, T0 + 71)
+        .claim_for_forwarding("p-1", &d2, None, T0 + 11, T0 + 71)
         .await
         .unwrap());
     assert!(!s
-        .claim_for_forwarding("p-1", &d1, T0 + 12, T0 + 72)
+        .claim_for_forwarding("p-1", &d1, None, T0 + 12, T0 + 72)
         .await
         .unwrap());
     assert!(!s
-        .claim_for_forwarding("nope", &d1, T0 + 12, T0 + 72)
+        .claim_for_forwarding("nope", &d1, None, T0 + 12, T0 + 72)
         .await
         .unwrap());
     let got = s.pending("p-1").await.unwrap().unwrap();
@@ -1006,7 +1074,13 @@ async fn concurrent_claims_have_one_winner(fx: Fixture) {
                 let (s, id) = (s.clone(), id.clone());
                 tokio::spawn(async move {
                     let won = s
-                        .claim_for_forwarding(&id, &confirmer(&format!("D{i}")), T0 + 10, T0 + 70)
+                        .claim_for_forwarding(
+                            &id,
+                            &confirmer(&format!("D{i}")),
+                            None,
+                            T0 + 10,
+                            T0 + 70,
+                        )
                         .await
                         .unwrap();
                     (i, won)
@@ -1048,7 +1122,7 @@ async fn delivered_forward_is_final(fx: Fixture) {
     assert_eq!(state(&s, "p-1").await, PendingState::Pending);
 
     assert!(s
-        .claim_for_forwarding("p-1", &confirmer("D1"), T0 + 10, T0 + 70)
+        .claim_for_forwarding("p-1", &confirmer("D1"), None, T0 + 10, T0 + 70)
         .await
         .unwrap());
     s.finish_forwarding("p-1", &delivered, T0 + 20)
@@ -1069,7 +1143,7 @@ async fn delivered_forward_is_final(fx: Fixture) {
 
     // Final: no second claim, no reject, no second finish.
     assert!(!s
-        .claim_for_forwarding("p-1", &confirmer("D2"), T0 + 30, T0 + 90)
+        .claim_for_forwarding("p-1", &confirmer("D2"), None, T0 + 30, T0 + 90)
         .await
         .unwrap());
     assert!(!s
@@ -1099,7 +1173,7 @@ async fn failed_forward_is_retryable(fx: Fixture) {
         .await
         .unwrap();
     assert!(s
-        .claim_for_forwarding("p-1", &confirmer("D1"), T0 + 10, T0 + 70)
+        .claim_for_forwarding("p-1", &confirmer("D1"), None, T0 + 10, T0 + 70)
         .await
         .unwrap());
     let failed = ForwardOutcome::Failed {
@@ -1119,11 +1193,11 @@ async fn failed_forward_is_retryable(fx: Fixture) {
 
     // Retry, by another supervising doctor.
     assert!(s
-        .claim_for_forwarding("p-1", &confirmer("D2"), T0 + 30, T0 + 90)
+        .claim_for_forwarding("p-1", &confirmer("D2"), None, T0 + 30, T0 + 90)
         .await
         .unwrap());
     assert!(!s
-        .claim_for_forwarding("p-1", &confirmer("D3"), T0 + 31, T0 + 91)
+        .claim_for_forwarding("p-1", &confirmer("D3"), None, T0 + 31, T0 + 91)
         .await
         .unwrap());
     let got = s.pending("p-1").await.unwrap().unwrap();
@@ -1160,7 +1234,7 @@ async fn reject_only_from_pending_or_failed(fx: Fixture) {
     }
     for id in ["failed", "forwarding", "forwarded"] {
         assert!(s
-            .claim_for_forwarding(id, &d, T0 + 1, T0 + 61)
+            .claim_for_forwarding(id, &d, None, T0 + 1, T0 + 61)
             .await
             .unwrap());
     }
@@ -1211,7 +1285,7 @@ async fn reject_only_from_pending_or_failed(fx: Fixture) {
     assert_eq!(state(&s, "late").await, PendingState::Pending);
     // A rejected entry cannot be claimed.
     assert!(!s
-        .claim_for_forwarding("pending", &d, T0 + 5, T0 + 65)
+        .claim_for_forwarding("pending", &d, None, T0 + 5, T0 + 65)
         .await
         .unwrap());
 }
@@ -1229,7 +1303,7 @@ async fn expiry(fx: Fixture) {
         .unwrap();
     let d = confirmer("D1");
     assert!(s
-        .claim_for_forwarding("claimed", &d, T0 + 1, T0 + 61)
+        .claim_for_forwarding("claimed", &d, None, T0 + 1, T0 + 61)
         .await
         .unwrap());
 
@@ -1241,7 +1315,7 @@ async fn expiry(fx: Fixture) {
     assert_eq!(s.count_pending().await.unwrap(), 1);
     assert_eq!(s.expire_pending(T0 + 50).await.unwrap(), 0);
     assert!(!s
-        .claim_for_forwarding("soon", &d, T0 + 51, T0 + 111)
+        .claim_for_forwarding("soon", &d, None, T0 + 51, T0 + 111)
         .await
         .unwrap());
     assert!(!s.reject_pending("soon", &d, "x", T0 + 51).await.unwrap());
@@ -1249,11 +1323,11 @@ async fn expiry(fx: Fixture) {
 
     // Past its expiry but not yet swept: still not claimable.
     assert!(!s
-        .claim_for_forwarding("later", &d, T0 + 100, T0 + 160)
+        .claim_for_forwarding("later", &d, None, T0 + 100, T0 + 160)
         .await
         .unwrap());
     assert!(s
-        .claim_for_forwarding("later", &d, T0 + 99, T0 + 159)
+        .claim_for_forwarding("later", &d, None, T0 + 99, T0 + 159)
         .await
         .unwrap());
 }
@@ -1271,11 +1345,11 @@ async fn reclaim_takes_only_lapsed_leases(fx: Fixture) {
         .unwrap();
     let d = confirmer("D1");
     assert!(s
-        .claim_for_forwarding("lapsed", &d, T0 + 1, T0 + 30)
+        .claim_for_forwarding("lapsed", &d, None, T0 + 1, T0 + 30)
         .await
         .unwrap());
     assert!(s
-        .claim_for_forwarding("leased", &d, T0 + 1, T0 + 300)
+        .claim_for_forwarding("leased", &d, None, T0 + 1, T0 + 300)
         .await
         .unwrap());
 
@@ -1312,7 +1386,7 @@ async fn concurrent_reclaims_take_each_entry_once(fx: Fixture) {
             .await
             .unwrap();
         assert!(s
-            .claim_for_forwarding(id, &d, T0 + 1, T0 + 30)
+            .claim_for_forwarding(id, &d, None, T0 + 1, T0 + 30)
             .await
             .unwrap());
     }
@@ -1320,7 +1394,7 @@ async fn concurrent_reclaims_take_each_entry_once(fx: Fixture) {
         .await
         .unwrap();
     assert!(s
-        .claim_for_forwarding("leased", &d, T0 + 1, T0 + 300)
+        .claim_for_forwarding("leased", &d, None, T0 + 1, T0 + 300)
         .await
         .unwrap());
 
@@ -1525,4 +1599,55 @@ async fn an_ended_holder_gives_up_the_card(fx: Fixture) {
     assert_eq!(history[0].assigned_until, Some(T0 + 50));
     assert_eq!(history[1].assistant_id, "B");
     assert_eq!(history[1].assigned_until, None);
+}
+
+/// The doctor's signature is written by the claim itself, survives a crash (a reclaimed
+/// entry carries it), and a later claim replaces or clears it.
+/// Claims `id` for `doctor` with signature `n` (None: unsigned); whether it won.
+async fn claim_signed(s: &Arc<dyn Store>, id: &str, doctor: &str, n: Option<u8>, now: i64) -> bool {
+    let signature = n.map(signature);
+    s.claim_for_forwarding(id, &confirmer(doctor), signature.as_ref(), now, now + 29)
+        .await
+        .unwrap()
+}
+
+async fn stored_signature(s: &Arc<dyn Store>, id: &str) -> Option<ConfirmationSignature> {
+    s.pending(id).await.unwrap().unwrap().signature
+}
+
+async fn delivery_failed(s: &Arc<dyn Store>, id: &str, now: i64) {
+    let outcome = ForwardOutcome::Failed {
+        error: "down".into(),
+        status: None,
+        body: Vec::new(),
+    };
+    s.finish_forwarding(id, &outcome, now).await.unwrap();
+}
+
+/// The doctor's signature is written by the claim itself, survives a crash (a reclaimed
+/// entry carries it), and a later claim replaces or clears it.
+async fn a_signature_is_stored_with_its_claim(fx: Fixture) {
+    let s = fx.store().await;
+    s.insert_pending(&new_pending("p-1", T0, T0 + 600))
+        .await
+        .unwrap();
+    assert_eq!(stored_signature(&s, "p-1").await, None);
+    assert!(claim_signed(&s, "p-1", "D1", Some(1), T0 + 1).await);
+    assert_eq!(stored_signature(&s, "p-1").await, Some(signature(1)));
+    // A losing claim writes nothing.
+    assert!(!claim_signed(&s, "p-1", "D2", Some(2), T0 + 2).await);
+    // The gateway died: another reclaims the entry, signature and all.
+    let reclaimed = s.reclaim_forwarding(T0 + 31, T0 + 90).await.unwrap();
+    assert_eq!(reclaimed.len(), 1);
+    assert_eq!(reclaimed[0].signature, Some(signature(1)));
+    // Delivery failed (the outcome keeps the signature); a retry signed by another
+    // doctor replaces it...
+    delivery_failed(&s, "p-1", T0 + 40).await;
+    assert_eq!(stored_signature(&s, "p-1").await, Some(signature(1)));
+    assert!(claim_signed(&s, "p-1", "D2", Some(2), T0 + 41).await);
+    assert_eq!(stored_signature(&s, "p-1").await, Some(signature(2)));
+    // ...and an unsigned one clears it: a signature always belongs to its claim.
+    delivery_failed(&s, "p-1", T0 + 50).await;
+    assert!(claim_signed(&s, "p-1", "D3", None, T0 + 51).await);
+    assert_eq!(stored_signature(&s, "p-1").await, None);
 }

@@ -15,9 +15,8 @@ mod support;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use hpki_gateway::pki::{
-    parse_certificates, CertKind, ParsedCertificate, PolicyPrefix, Reason, UnixTime,
-};
+use hpki_gateway::config::TrustKind;
+use hpki_gateway::pki::{parse_certificates, ParsedCertificate, PolicyPrefix, Reason, UnixTime};
 use hpki_gateway::trust::{TrustDirectory, TrustProfile, TrustStore, WindowState};
 
 const AUTH_PREFIX: &str = "1.2.392.100495.1.5.1.2";
@@ -77,7 +76,7 @@ fn store(dir: &Path) -> TrustStore {
     TrustStore {
         profiles: vec![TrustProfile {
             name: "hpki-auth".into(),
-            kind: CertKind::Person,
+            kind: TrustKind::Person,
             required_policies: vec![PolicyPrefix::parse(AUTH_PREFIX).unwrap()],
             max_intermediates: 6,
             revocation: Default::default(),

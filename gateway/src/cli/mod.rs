@@ -4,6 +4,7 @@
 mod audit;
 mod cert;
 mod ledger;
+mod pending;
 mod revocation_report;
 mod serve;
 mod store_cmd;
@@ -42,6 +43,9 @@ enum Command {
     Ledger(ledger::LedgerArgs),
     /// After-the-fact reviews: emergency grants awaiting consent follow-up.
     Audit(audit::AuditArgs),
+    /// Held writes: `pending export ID --out DIR` writes a signed confirmation's evidence
+    /// for OpenSSL (docs/confirmation-signature.md).
+    Pending(pending::PendingArgs),
 }
 
 pub const EXIT_OK: i32 = 0;
@@ -70,5 +74,6 @@ pub fn main() -> i32 {
         Command::Store(a) => store_cmd::run(a),
         Command::Ledger(a) => ledger::run(a),
         Command::Audit(a) => audit::run(a),
+        Command::Pending(a) => pending::run(a),
     }
 }

@@ -198,14 +198,7 @@ struct ProfileReport {
 fn profile_report(p: &TrustProfile, crls: &CrlSet, now: UnixTime) -> ProfileReport {
     let mut text = Vec::new();
     let mut problems = Vec::new();
-    text.push(format!(
-        "profile {} ({})",
-        p.name,
-        match p.kind {
-            crate::pki::CertKind::Organization => "organization",
-            _ => "person",
-        }
-    ));
+    text.push(format!("profile {} ({})", p.name, p.kind.as_str()));
     text.push(format!("  revocation: {}", policy_text(&p.revocation)));
 
     let mut anchors_json = Vec::new();
@@ -372,7 +365,7 @@ fn profile_report(p: &TrustProfile, crls: &CrlSet, now: UnixTime) -> ProfileRepo
     ProfileReport {
         json: json!({
             "name": p.name,
-            "kind": match p.kind { crate::pki::CertKind::Organization => "organization", _ => "person" },
+            "kind": p.kind.as_str(),
             "revocation": policy_json(&p.revocation),
             "anchors": anchors_json,
             "intermediates": inter_json,

@@ -517,6 +517,21 @@ pub fn parse_certificates(input: &[u8]) -> Result<Vec<ParsedCertificate>, ParseE
     }
 }
 
+/// PEM with 64-character lines, the width RFC 7468 §2 asks generators for and OpenSSL writes.
+pub fn pem_encode(label: &str, der: &[u8]) -> String {
+    use base64::Engine as _;
+    let base64 = base64::engine::general_purpose::STANDARD.encode(der);
+    let mut pem = format!("-----BEGIN {label}-----\n");
+    for (i, c) in base64.chars().enumerate() {
+        if i > 0 && i % 64 == 0 {
+            pem.push('\n');
+        }
+        pem.push(c);
+    }
+    pem.push_str(&format!("\n-----END {label}-----\n"));
+    pem
+}
+
 /// One PEM block.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PemBlock {

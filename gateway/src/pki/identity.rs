@@ -213,6 +213,18 @@ pub fn login_problems(cert: &ParsedCertificate) -> Vec<Reason> {
     problems
 }
 
+/// Why this certificate cannot sign a confirmation, judged from the certificate alone
+/// (empty = a signing certificate). HPKI signing cards carry keyUsage nonRepudiation
+/// (critical, alone); an authentication card's digitalSignature is not a commitment.
+pub fn signing_problems(cert: &ParsedCertificate) -> Vec<Reason> {
+    let non_repudiation = cert.key_usage().is_some_and(|ku| ku.non_repudiation);
+    if cert.is_ca() || !non_repudiation {
+        vec![Reason::KeyUsageNotForSigning]
+    } else {
+        Vec::new()
+    }
+}
+
 /// Subject as text, for headers and logs.
 pub fn subject_text(cert: &ParsedCertificate) -> String {
     display(cert.subject())

@@ -6,6 +6,7 @@
 //! exhaustively. Everything that touches disk, network or time sits around it.
 
 mod cert;
+pub mod confirmation;
 pub mod crl;
 pub mod der_walk;
 mod identity;
@@ -20,15 +21,16 @@ pub mod revocation_check;
 mod signature;
 
 pub use cert::{
-    parse_certificates, pem_blocks, sha256, KeyUsageBits, ParseError, ParsedCertificate, PemBlock,
+    parse_certificates, pem_blocks, pem_encode, sha256, KeyUsageBits, ParseError,
+    ParsedCertificate, PemBlock,
 };
 pub use identity::{
-    classify, default_person_policies, hc_roles, login_problems, read_identity, subject_text,
-    CertIdentity, CertKind,
+    classify, default_person_policies, hc_roles, login_problems, read_identity, signing_problems,
+    subject_text, CertIdentity, CertKind,
 };
 pub use path::{
-    verify_for_login, verify_path, CertificatePool, KeyPurpose, PathError, PathOptions,
-    ValidatedPath, DEFAULT_MAX_INTERMEDIATES,
+    verify_for_login, verify_for_signing, verify_path, CertificatePool, KeyPurpose, PathError,
+    PathOptions, ValidatedPath, DEFAULT_MAX_INTERMEDIATES,
 };
 pub use policy::PolicySettings;
 pub use reason::Reason;

@@ -142,6 +142,18 @@ pub fn hex(bytes: &[u8]) -> String {
     s
 }
 
+/// A SHA-256 written as 64 hex digits (either case), as [`hex`] and `sha256sum` write it.
+pub fn parse_sha256_hex(s: &str) -> Option<[u8; 32]> {
+    if s.len() != 64 || !s.is_ascii() {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, byte) in out.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(&s[2 * i..2 * i + 2], 16).ok()?;
+    }
+    Some(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -262,6 +262,42 @@ pub fn verify_for_login(
     }
 }
 
+/// Validates a certificate offered for signing (a doctor's confirmation of a held write):
+/// first that it is a signing certificate (nonRepudiation, not a CA) — an authentication
+/// certificate pasted by mistake is named as such, whatever its chain —, then its path,
+/// with no extendedKeyUsage purpose (HPKI signing certificates carry none).
+pub fn verify_for_signing(
+    leaf: &Arc<ParsedCertificate>,
+    presented: &[Arc<ParsedCertificate>],
+    anchors: &CertificatePool,
+    intermediates: &CertificatePool,
+    opts: &PathOptions,
+) -> Result<ValidatedPath, PathError> {
+    if let Some(&reason) = super::identity::signing_problems(leaf).first() {
+        let usage = leaf
+            .key_usage()
+            .map(|ku| ku.names().join(", "))
+            .unwrap_or_else(|| "no keyUsage".into());
+        return Err(PathError::new(
+            reason,
+            Some(0),
+            format!(
+                "\"{}\" is not a signing certificate (keyUsage: {usage}{}): offer the card's \
+                 signing (署名用) certificate",
+                describe(leaf),
+                if leaf.is_ca() {
+                    "; a CA certificate"
+                } else {
+                    ""
+                }
+            ),
+        ));
+    }
+    let mut opts = opts.clone();
+    opts.purpose = KeyPurpose::Any;
+    verify_path(leaf, presented, anchors, intermediates, &opts)
+}
+
 struct Search<'a> {
     opts: &'a PathOptions,
     anchors: &'a CertificatePool,

@@ -46,10 +46,13 @@ pub enum Reason {
     /// Revocation status could not be established (no CRL, a stale CRL, OCSP failed) and
     /// the profile's policy denies in that case.
     RevocationUnavailable,
+    /// A certificate offered for signing (a held write's confirmation) that is not a
+    /// signing certificate: keyUsage without nonRepudiation, or a CA certificate.
+    KeyUsageNotForSigning,
 }
 
 impl Reason {
-    pub const ALL: [Reason; 19] = [
+    pub const ALL: [Reason; 20] = [
         Reason::MalformedCertificate,
         Reason::UntrustedIssuer,
         Reason::BadSignature,
@@ -69,6 +72,7 @@ impl Reason {
         Reason::CaCertNotForLogin,
         Reason::CertRevoked,
         Reason::RevocationUnavailable,
+        Reason::KeyUsageNotForSigning,
     ];
 
     /// The stable snake_case code.
@@ -93,6 +97,7 @@ impl Reason {
             Reason::CaCertNotForLogin => "ca_cert_not_for_login",
             Reason::CertRevoked => "cert_revoked",
             Reason::RevocationUnavailable => "revocation_unavailable",
+            Reason::KeyUsageNotForSigning => "key_usage_not_for_signing",
         }
     }
 
@@ -129,6 +134,9 @@ impl Reason {
             Reason::CertRevoked => "the certificate (or a CA above it) has been revoked",
             Reason::RevocationUnavailable => {
                 "revocation status could not be established and the profile denies in that case"
+            }
+            Reason::KeyUsageNotForSigning => {
+                "not a signing certificate: keyUsage lacks nonRepudiation, or it is a CA certificate"
             }
         }
     }

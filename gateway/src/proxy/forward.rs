@@ -317,12 +317,24 @@ impl Upstreams {
             &crate::identity::encode_header_value(&confirmer.hpki_id),
         );
         add("x-hpki-confirmation-id", &entry.id);
+        if let Some(signature) = &entry.signature {
+            add(
+                "x-hpki-confirmation-signature",
+                &confirmation_signature_header(signature),
+            );
+        }
         let mut claims = match &confirmer.claims {
             serde_json::Value::Object(m) => m.clone(),
             _ => serde_json::Map::new(),
         };
         claims.insert("entered_by".into(), entry.assistant_id.clone().into());
         claims.insert("confirmation_id".into(), entry.id.clone().into());
+        if let Some(signature) = &entry.signature {
+            claims.insert(
+                "confirmation_digest".into(),
+                format!("sha256:{}", crate::pki::name::hex(&signature.digest)).into(),
+            );
+        }
         let token = gw
             .signer
             .sign(&claims, &audience(route), request_id, now().0);
@@ -494,4 +506,18 @@ fn remove_hop_by_hop(headers: &mut HeaderMap) {
     }
     headers.remove(HeaderName::from_static("keep-alive"));
     headers.remove(HeaderName::from_static("proxy-connection"));
+}
+
+/// `X-HPKI-Confirmation-Signature` (docs/headers.md): the format version, then the SHA-256
+/// of the confirmation text, the signature and the signing certificate (DER), standard
+/// base64 with padding, `; `-separated. ASCII only, so it passes every HTTP hop unchanged.
+pub fn confirmation_signature_header(s: &crate::store::ConfirmationSignature) -> String {
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    format!(
+        "v1; digest=sha256:{}; sig={}; cert={}",
+        crate::pki::name::hex(&s.digest),
+        b64.encode(&s.signature),
+        b64.encode(&s.certificate)
+    )
 }

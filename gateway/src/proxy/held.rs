@@ -4,6 +4,11 @@
 //! doctor's identity, with `X-HPKI-Entered-By` / `X-HPKI-Confirmed-By` /
 //! `X-HPKI-Confirmation-Id`) or rejects it.
 //!
+//! With `[confirm] require_signature`, the doctor also signs the entry's confirmation text
+//! with their HPKI signing card; `proxy::confirmation` checks the signature before the
+//! claim, the claim stores it, and the forward carries it as
+//! `X-HPKI-Confirmation-Signature` (docs/confirmation-signature.md).
+//!
 //! Exactly-once forwarding rests on the store's state machine: a confirmation first
 //! claims the entry (`pending` → `forwarding`, compare-and-set, with a lease), then calls
 //! the upstream, then records the answer. A gateway that dies in between leaves the entry
@@ -20,10 +25,13 @@ use hyper::body::Incoming;
 
 use super::{deny, page_response, Body, ConnectionContext, Gateway};
 use crate::config::RouteSection;
-use crate::held_pages::{self, Viewer};
+use crate::held_pages::{self, SigningPrompt, Viewer};
 use crate::identity::{Identity, Principal};
 use crate::pages::Denial;
-use crate::store::{self, Confirmer, DoctorRef, ForwardOutcome, NewPending, PendingWrite};
+use crate::pki::confirmation::confirmation_digest;
+use crate::store::{
+    self, ConfirmationSignature, Confirmer, DoctorRef, ForwardOutcome, NewPending, PendingWrite,
+};
 
 /// Content headers kept with a held write (the rest of the assistant's request headers
 /// describe the assistant's connection, not the entry).
@@ -205,9 +213,39 @@ pub async fn endpoint(
             page_response(held_pages::list_page(&viewer, &entries, &csrf, json))
         }
         (Method::GET, [id]) => match visible_entry(gw, &viewer, id).await {
-            Ok((entry, can_decide)) => page_response(held_pages::detail_page(
-                &entry, &viewer, can_decide, &csrf, json,
-            )),
+            Ok((entry, can_decide)) => {
+                let signing = signing_prompt(gw, &entry, &viewer, can_decide);
+                page_response(held_pages::detail_page(
+                    &entry,
+                    &viewer,
+                    can_decide,
+                    &csrf,
+                    signing.as_ref(),
+                    json,
+                ))
+            }
+            Err(r) => r.into_response(request_id, json),
+        },
+        (Method::GET, [id, "confirmation.txt"]) => match visible_entry(gw, &viewer, id).await {
+            Ok((entry, true)) => {
+                let Viewer::Doctor(doctor) = &viewer else {
+                    return deny(Denial::NotSupervisor, None, request_id, json);
+                };
+                match entry.confirmation_text(&doctor.hpki_id) {
+                    Ok(text) => confirmation_text_response(&entry.id, text),
+                    Err(e) => deny(Denial::BadRequest, Some(&e.to_string()), request_id, json),
+                }
+            }
+            Ok((entry, false)) => deny(
+                Denial::NotSupervisor,
+                Some(&format!(
+                    "the confirmation text is for a doctor who supervises assistant {}: it \
+                     names the doctor who signs it",
+                    entry.assistant_id
+                )),
+                request_id,
+                json,
+            ),
             Err(r) => r.into_response(request_id, json),
         },
         (Method::POST, [id, action @ ("confirm" | "reject")]) => {
@@ -232,10 +270,25 @@ pub async fn endpoint(
             }
             let confirmer = confirmer(&identity);
             if *action == "confirm" {
+                let signature =
+                    match signature_if_required(gw, &identity, &entry, &form, request_id, json)
+                        .await
+                    {
+                        Ok(s) => s,
+                        Err(refused) => return *refused,
+                    };
+                let signed = signature.as_ref().map(|s| {
+                    format!(
+                        "; confirmation signed: digest sha256:{}, signing certificate sha256:{}",
+                        crate::pki::name::hex(&s.digest),
+                        crate::pki::name::hex(&crate::pki::sha256(&s.certificate))
+                    )
+                });
                 let response = confirm(
                     gw,
                     entry.clone(),
                     &confirmer,
+                    signature.as_ref(),
                     &viewer,
                     &csrf,
                     request_id,
@@ -254,9 +307,10 @@ pub async fn endpoint(
                         .and_then(|s| u16::try_from(s).ok());
                     r.decision = after.as_ref().map(|e| e.state.as_str().to_owned());
                     r.detail = Some(format!(
-                        "pending {} entered by {}{}",
+                        "pending {} entered by {}{}{}",
                         entry.id,
                         entry.assistant_id,
+                        signed.unwrap_or_default(),
                         after
                             .as_ref()
                             .and_then(|e| e.last_error.as_ref())
@@ -292,7 +346,7 @@ pub async fn endpoint(
                         record_event(gw, r).await;
                         match gw.store.pending(&entry.id).await {
                             Ok(Some(e)) => page_response(held_pages::detail_page(
-                                &e, &viewer, false, &csrf, json,
+                                &e, &viewer, false, &csrf, None, json,
                             )),
                             Ok(None) => deny(Denial::PendingNotFound, None, request_id, json),
                             Err(e) => store_down(e),
@@ -303,7 +357,7 @@ pub async fn endpoint(
                 }
             }
         }
-        (_, [_, "confirm" | "reject"]) | (_, []) | (_, [_]) => deny(
+        (_, [_, "confirm" | "reject" | "confirmation.txt"]) | (_, []) | (_, [_]) => deny(
             Denial::BadRequest,
             Some("use GET to read entries and POST (the page's forms) to confirm or reject"),
             request_id,
@@ -405,10 +459,66 @@ async fn already_decided(gw: &Gateway, id: &str, request_id: &str, json: bool) -
     )
 }
 
+/// The doctor's verified signature for this confirmation when `confirm.require_signature`
+/// is on (`None` when it is off), or the refusal — recorded durably as `confirm_refused`
+/// with its code — to answer instead.
+async fn signature_if_required(
+    gw: &Gateway,
+    identity: &Identity,
+    entry: &PendingWrite,
+    form: &std::collections::HashMap<String, String>,
+    request_id: &str,
+    json: bool,
+) -> Result<Option<ConfirmationSignature>, Box<Response<Body>>> {
+    if !gw.config.confirm.require_signature {
+        return Ok(None);
+    }
+    if !entry.state.confirmable() {
+        return Err(Box::new(
+            already_decided(gw, &entry.id, request_id, json).await,
+        ));
+    }
+    let doctor = identity.hpki_id.as_deref().unwrap_or_default();
+    let refusal = match super::confirmation::verify(gw, entry, doctor, form).await {
+        Ok(signature) => return Ok(Some(signature)),
+        Err(refusal) => refusal,
+    };
+    tracing::info!(
+        request_id, pending_id = %entry.id, doctor,
+        reason = refusal.denial.code(), detail = %refusal.detail,
+        "signed confirmation refused"
+    );
+    let mut r = event(identity, "confirm_refused", request_id);
+    r.assistant_id = Some(entry.assistant_id.clone());
+    r.method = Some(entry.method.clone());
+    r.path = Some(entry.path_and_query.clone());
+    r.decision = Some("deny".into());
+    r.reason = Some(refusal.denial.code().into());
+    r.detail = Some(format!(
+        "pending {}: {}{}",
+        entry.id,
+        refusal.detail,
+        refusal
+            .signer_sha256
+            .as_ref()
+            .map(|s| format!("; signing certificate sha256:{s}"))
+            .unwrap_or_default()
+    ));
+    record_event(gw, r).await;
+    Err(Box::new(deny(
+        refusal.denial,
+        Some(&refusal.detail),
+        request_id,
+        json,
+    )))
+}
+
+#[allow(clippy::too_many_arguments)]
 async fn confirm(
     gw: &Gateway,
     entry: PendingWrite,
     confirmer: &Confirmer,
+    signature: Option<&ConfirmationSignature>,
     viewer: &Viewer,
     csrf: &str,
     request_id: &str,
@@ -417,7 +527,7 @@ async fn confirm(
     let now = store::now();
     let claimed = match gw
         .store
-        .claim_for_forwarding(&entry.id, confirmer, now, now + lease(gw))
+        .claim_for_forwarding(&entry.id, confirmer, signature, now, now + lease(gw))
         .await
     {
         Ok(c) => c,
@@ -439,14 +549,61 @@ async fn confirm(
         Ok(None) => return deny(Denial::PendingNotFound, None, request_id, json),
         Err(e) => return super::store_unavailable(&e, request_id, json),
     };
-    let finished = deliver(gw, &entry, request_id).await;
+    let finished = deliver(gw, &entry, request_id).await.unwrap_or(entry);
+    // A failed delivery can be retried from this page: a retry is signed again.
+    let signing = signing_prompt(gw, &finished, viewer, true);
     page_response(held_pages::detail_page(
-        &finished.unwrap_or(entry),
+        &finished,
         viewer,
         true,
         csrf,
+        signing.as_ref(),
         json,
     ))
+}
+
+/// What a supervising doctor signs to confirm `entry`, when confirming needs a signature
+/// (`confirm.require_signature`) and they may confirm it now.
+fn signing_prompt(
+    gw: &Gateway,
+    entry: &PendingWrite,
+    viewer: &Viewer,
+    can_decide: bool,
+) -> Option<SigningPrompt> {
+    let Viewer::Doctor(doctor) = viewer else {
+        return None;
+    };
+    if !gw.config.confirm.require_signature || !can_decide || !entry.state.confirmable() {
+        return None;
+    }
+    Some(match entry.confirmation_text(&doctor.hpki_id) {
+        Ok(text) => SigningPrompt::Ready {
+            digest_hex: crate::pki::name::hex(&confirmation_digest(&text)),
+            text,
+        },
+        Err(e) => SigningPrompt::Unsignable(e.to_string()),
+    })
+}
+
+/// The confirmation text as a download: its exact bytes, `text/plain; charset=utf-8`.
+fn confirmation_text_response(id: &str, text: String) -> Response<Body> {
+    let mut r = Response::new(super::full_body(text));
+    let h = r.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    // Ids are the gateway's own (`p-` and hex): safe in a quoted file name.
+    if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename=\"confirmation-{id}.txt\""))
+    {
+        h.insert(header::CONTENT_DISPOSITION, v);
+    }
+    r
 }
 
 /// Forwards a claimed entry and records the outcome; returns the entry as stored after.

@@ -10,6 +10,7 @@
 //! Denials are answered with the page or JSON of their stable reason code (`pages`).
 
 mod body;
+mod confirmation;
 mod emergency;
 mod forward;
 mod held;
@@ -178,10 +179,7 @@ pub fn build_trust_store(config: &Config) -> Result<TrustStore, Vec<String>> {
         match TrustDirectory::load(&t.dir) {
             Ok(directory) => profiles.push(TrustProfile {
                 name: t.name.clone(),
-                kind: match t.kind {
-                    CertKindConfig::Person => CertKind::Person,
-                    CertKindConfig::Organization => CertKind::Organization,
-                },
+                kind: t.kind,
                 required_policies,
                 max_intermediates: t.max_intermediates,
                 revocation: t.revocation.clone(),
@@ -652,31 +650,7 @@ impl Gateway {
         match self.revocation.check(&auth.path, policy, now).await {
             Outcome::Good => {}
             Outcome::AllowedUnavailable { depth, why } => {
-                self.metrics
-                    .revocation("unavailable_allowed", &auth.profile);
-                tracing::warn!(
-                    depth, why = %why, profile = %auth.profile,
-                    "revocation status unavailable; allowed by revocation.on_unavailable = \"allow\""
-                );
-                // A fail-open admission is a decision an auditor must be able to find.
-                let leaf = auth.path.leaf();
-                let record = crate::audit::Record {
-                    time_ms: now_ms(),
-                    event: "revocation".into(),
-                    decision: Some("allow".into()),
-                    reason: Some(pki::Reason::RevocationUnavailable.code().into()),
-                    cert_serial: Some(leaf.serial_hex()),
-                    cert_issuer: Some(pki::name::display(leaf.issuer())),
-                    cert_sha256: Some(pki::name::hex(leaf.sha256())),
-                    detail: Some(format!(
-                        "profile {} (on_unavailable = allow), depth {depth}: {why}",
-                        auth.profile
-                    )),
-                    ..Default::default()
-                };
-                if self.audit.append(record).await.is_err() {
-                    self.metrics.audit_failure();
-                }
+                record_fail_open(self, &auth.path, &auth.profile, depth, &why).await;
             }
             Outcome::Revoked {
                 depth,
@@ -936,6 +910,41 @@ pub struct HeldEntry(pub String);
 pub struct AssistantSeen(pub String, pub Vec<String>);
 #[derive(Clone, Copy)]
 pub struct UpstreamStatus(pub u16);
+
+/// A certificate admitted although its revocation status is unknown, because its
+/// profile says `revocation.on_unavailable = "allow"` (a login or a confirmation's signing
+/// certificate): counted, logged and recorded — a fail-open decision an auditor must be
+/// able to find.
+pub(crate) async fn record_fail_open(
+    gw: &Gateway,
+    path: &pki::ValidatedPath,
+    profile: &str,
+    depth: usize,
+    why: &str,
+) {
+    gw.metrics.revocation("unavailable_allowed", profile);
+    tracing::warn!(
+        depth, why = %why, profile = %profile,
+        "revocation status unavailable; allowed by revocation.on_unavailable = \"allow\""
+    );
+    let leaf = path.leaf();
+    let record = crate::audit::Record {
+        time_ms: now_ms(),
+        event: "revocation".into(),
+        decision: Some("allow".into()),
+        reason: Some(pki::Reason::RevocationUnavailable.code().into()),
+        cert_serial: Some(leaf.serial_hex()),
+        cert_issuer: Some(pki::name::display(leaf.issuer())),
+        cert_sha256: Some(pki::name::hex(leaf.sha256())),
+        detail: Some(format!(
+            "profile {profile} (on_unavailable = allow), depth {depth}: {why}"
+        )),
+        ..Default::default()
+    };
+    if gw.audit.append(record).await.is_err() {
+        gw.metrics.audit_failure();
+    }
+}
 
 /// A record with the connection's identity filled in.
 pub fn audit_record(

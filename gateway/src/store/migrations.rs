@@ -123,12 +123,40 @@ CREATE INDEX pending_writes_by_state ON pending_writes(state, expires_at);
     };
 }
 
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "ledger, held writes, emergency grants",
-    sqlite: concat!(v1_common!(), pending_table!("BLOB")),
-    postgres: concat!(v1_common!(), pending_table!("BYTEA")),
-}];
+/// The doctor's signature on a confirmation (docs/confirmation-signature.md), written in
+/// the same statement as the claim it belongs to: the signature, the signing certificate
+/// (DER), the SHA-256 of the confirmation text (hex) and the CA certificates that
+/// validated it (PEM, anchor last). One column per statement: SQLite's ALTER TABLE adds
+/// one at a time.
+macro_rules! confirmation_signature_columns {
+    ($blob:literal) => {
+        concat!(
+            "ALTER TABLE pending_writes ADD COLUMN confirmation_signature ",
+            $blob,
+            ";\n",
+            "ALTER TABLE pending_writes ADD COLUMN confirmation_certificate ",
+            $blob,
+            ";\n",
+            "ALTER TABLE pending_writes ADD COLUMN confirmation_digest TEXT;\n",
+            "ALTER TABLE pending_writes ADD COLUMN confirmation_chain TEXT;\n",
+        )
+    };
+}
+
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "ledger, held writes, emergency grants",
+        sqlite: concat!(v1_common!(), pending_table!("BLOB")),
+        postgres: concat!(v1_common!(), pending_table!("BYTEA")),
+    },
+    Migration {
+        version: 2,
+        name: "doctors' signatures on confirmations",
+        sqlite: confirmation_signature_columns!("BLOB"),
+        postgres: confirmation_signature_columns!("BYTEA"),
+    },
+];
 
 /// The statements of a migration, split on `;` at line ends (no statement here contains
 /// one inside a literal).

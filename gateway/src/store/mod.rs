@@ -401,6 +401,21 @@ pub struct Confirmer {
     pub claims: serde_json::Value,
 }
 
+/// A supervising doctor's signature on the confirmation text of a held write
+/// (docs/confirmation-signature.md), verified before the claim and stored with it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfirmationSignature {
+    /// SHA-256 of the confirmation text that was signed.
+    pub digest: [u8; 32],
+    /// RSA PKCS#1 v1.5 (SHA-256) over the text.
+    pub signature: Vec<u8>,
+    /// The signing certificate, DER.
+    pub certificate: Vec<u8>,
+    /// The intermediates and anchor of the signing profile that validated it, DER,
+    /// issuer of the certificate first, anchor last.
+    pub chain: Vec<Vec<u8>>,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct PendingWrite {
     pub id: String,
@@ -428,6 +443,9 @@ pub struct PendingWrite {
     pub upstream_body: Option<Vec<u8>>,
     pub last_error: Option<String>,
     pub forwarded_at: Option<Timestamp>,
+    /// The confirming doctor's signature, when the confirmation was signed.
+    #[serde(skip)]
+    pub signature: Option<ConfirmationSignature>,
 }
 
 impl PendingWrite {
@@ -436,6 +454,25 @@ impl PendingWrite {
             .iter()
             .find(|(k, _)| k.eq_ignore_ascii_case(name))
             .map(|(_, v)| v.as_str())
+    }
+
+    /// The confirmation text a doctor with HPKI id `doctor_hpki_id` signs to confirm this
+    /// entry, rebuilt from what is stored (docs/confirmation-signature.md).
+    pub fn confirmation_text(
+        &self,
+        doctor_hpki_id: &str,
+    ) -> Result<String, crate::pki::confirmation::ConfirmationTextError> {
+        crate::pki::confirmation::confirmation_text(&crate::pki::confirmation::ConfirmationFields {
+            entry_id: &self.id,
+            method: &self.method,
+            host: self.request_host.as_deref(),
+            path_and_query: &self.path_and_query,
+            content_type: self.header("content-type"),
+            body: &self.body,
+            assistant_id: &self.assistant_id,
+            doctor_hpki_id,
+            held_at: crate::pki::UnixTime(u64::try_from(self.created_at).unwrap_or(0)),
+        })
     }
 }
 
@@ -590,11 +627,13 @@ pub trait Store: Send + Sync {
         limit: i64,
     ) -> StoreResult<Vec<PendingWrite>>;
     /// Compare-and-set: `pending`/`failed` (and not expired) → `forwarding` by this
-    /// doctor, with a lease. `false` when someone else won or the entry moved on.
+    /// doctor, with a lease, and with the doctor's signature (`None` clears an earlier
+    /// one) in the same statement. `false` when someone else won or the entry moved on.
     async fn claim_for_forwarding(
         &self,
         id: &str,
         confirmer: &Confirmer,
+        signature: Option<&ConfirmationSignature>,
         now: Timestamp,
         lease_until: Timestamp,
     ) -> StoreResult<bool>;

@@ -362,7 +362,8 @@ const PENDING_COLUMNS: &str =
     "id, state, route_path, request_host, method, path_and_query, headers, body, \
      assistant_id, assistant_name, card_sha256, created_at, expires_at, confirmer, decided_at, \
      reject_reason, lease_until, attempts, upstream_status, upstream_content_type, upstream_body, \
-     last_error, forwarded_at";
+     last_error, forwarded_at, confirmation_signature, confirmation_certificate, \
+     confirmation_digest, confirmation_chain";
 
 fn pending_from(row: &AnyRow) -> StoreResult<PendingWrite> {
     let state: String = row.try_get("state")?;
@@ -393,7 +394,35 @@ fn pending_from(row: &AnyRow) -> StoreResult<PendingWrite> {
         upstream_body: row.try_get("upstream_body")?,
         last_error: row.try_get("last_error")?,
         forwarded_at: row.try_get("forwarded_at")?,
+        signature: signature_from(row)?,
     })
+}
+
+/// The stored confirmation signature: all four columns or none.
+fn signature_from(row: &AnyRow) -> StoreResult<Option<ConfirmationSignature>> {
+    let signature: Option<Vec<u8>> = row.try_get("confirmation_signature")?;
+    let certificate: Option<Vec<u8>> = row.try_get("confirmation_certificate")?;
+    let digest: Option<String> = row.try_get("confirmation_digest")?;
+    let chain: Option<String> = row.try_get("confirmation_chain")?;
+    let (Some(signature), Some(certificate), Some(digest), Some(chain)) =
+        (signature, certificate, digest, chain)
+    else {
+        return Ok(None);
+    };
+    let unreadable =
+        |what: &str| StoreError::Unavailable(format!("stored confirmation {what} is unreadable"));
+    let digest = crate::pki::name::parse_sha256_hex(&digest).ok_or_else(|| unreadable("digest"))?;
+    let chain = crate::pki::pem_blocks(&chain)
+        .map_err(|_| unreadable("chain"))?
+        .into_iter()
+        .map(|b| b.der)
+        .collect();
+    Ok(Some(ConfirmationSignature {
+        digest,
+        signature,
+        certificate,
+        chain,
+    }))
 }
 
 const CHANGE_COLUMNS: &str = "id, at, recorded_at, operator, action, subject, detail";
@@ -999,18 +1028,31 @@ impl Store for SqlStore {
         &self,
         id: &str,
         confirmer: &Confirmer,
+        signature: Option<&ConfirmationSignature>,
         now: Timestamp,
         lease_until: Timestamp,
     ) -> StoreResult<bool> {
+        let chain_pem = signature.map(|s| {
+            s.chain
+                .iter()
+                .map(|der| crate::pki::pem_encode("CERTIFICATE", der))
+                .collect::<String>()
+        });
         let n = sqlx::query(
             "UPDATE pending_writes SET state = 'forwarding', confirmer = $2, decided_at = $3, \
-             lease_until = $4, attempts = attempts + 1, last_error = NULL \
+             lease_until = $4, attempts = attempts + 1, last_error = NULL, \
+             confirmation_signature = $5, confirmation_certificate = $6, \
+             confirmation_digest = $7, confirmation_chain = $8 \
              WHERE id = $1 AND ((state = 'pending' AND expires_at > $3) OR state = 'failed')",
         )
         .bind(id)
         .bind(serde_json::to_string(confirmer).unwrap_or_default())
         .bind(now)
         .bind(lease_until)
+        .bind(signature.map(|s| s.signature.clone()))
+        .bind(signature.map(|s| s.certificate.clone()))
+        .bind(signature.map(|s| crate::pki::name::hex(&s.digest)))
+        .bind(chain_pem)
         .execute(&self.pool)
         .await?
         .rows_affected();

@@ -672,3 +672,81 @@ pub fn card_connection(
         .unwrap();
     rustls::StreamOwned::new(conn, tcp)
 }
+
+/// Bytes as text (lossy), for messages and command output.
+pub fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// Runs a command that must succeed; a missing program or a failure names itself.
+pub fn run_ok(cmd: &mut Command, what: &str) -> Output {
+    let out = cmd.output().unwrap_or_else(|e| {
+        panic!(
+            "{what}: cannot run {:?}: {e} (install the packages of deploy/setup.sh)",
+            cmd.get_program()
+        )
+    });
+    assert!(
+        out.status.success(),
+        "{what} failed ({}):\nstdout: {}\nstderr: {}",
+        out.status,
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    out
+}
+
+/// Writes `dir/openssl-pkcs11.cnf`, an OpenSSL config that points the pkcs11 engine at
+/// SoftHSM2 (not at p11-kit's proxy), and returns its path (for `OPENSSL_CONF`).
+pub fn openssl_pkcs11_conf(dir: &Path) -> PathBuf {
+    let conf = dir.join("openssl-pkcs11.cnf");
+    std::fs::write(
+        &conf,
+        format!(
+            "openssl_conf = openssl_init\n\n[openssl_init]\nengines = engine_section\n\n\
+             [engine_section]\npkcs11 = pkcs11_section\n\n[pkcs11_section]\n\
+             engine_id = pkcs11\ndynamic_path = {}\nMODULE_PATH = {SOFTHSM_MODULE}\ninit = 0\n",
+            openssl_pkcs11_engine().display()
+        ),
+    )
+    .unwrap();
+    conf
+}
+
+/// OpenSSL's pkcs11 engine (`pkcs11.so` in the directory `openssl version -e` names),
+/// or a failure that says which package installs it.
+pub fn openssl_pkcs11_engine() -> PathBuf {
+    let out = run_ok(
+        Command::new("openssl").args(["version", "-e"]),
+        "openssl version -e",
+    );
+    let line = text(&out.stdout);
+    let dir = line
+        .split('"')
+        .nth(1)
+        .unwrap_or_else(|| panic!("unexpected `openssl version -e` output: {line}"));
+    let engine = Path::new(dir).join("pkcs11.so");
+    assert!(
+        engine.exists(),
+        "OpenSSL's pkcs11 engine {} is missing: install libengine-pkcs11-openssl (deploy/setup.sh)",
+        engine.display()
+    );
+    engine
+}
+
+/// SoftHSM2's PKCS#11 module: the tests' HPKI card.
+pub const SOFTHSM_MODULE: &str = "/usr/lib/softhsm/libsofthsm2.so";
+/// The token label of an HPKI card's application.
+pub const HPKI_TOKEN_LABEL: &str = "HPKI Application";
+
+/// `pkcs11-tool` on the HPKI token of the SoftHSM2 config `softhsm_conf`.
+pub fn pkcs11_tool(softhsm_conf: &Path) -> Command {
+    let mut cmd = Command::new("pkcs11-tool");
+    cmd.env("SOFTHSM2_CONF", softhsm_conf).args([
+        "--module",
+        SOFTHSM_MODULE,
+        "--token-label",
+        HPKI_TOKEN_LABEL,
+    ]);
+    cmd
+}

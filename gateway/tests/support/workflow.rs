@@ -3,6 +3,7 @@
 //! drive `/_hpki/pending` with curl as the assistant's and doctors' cards.
 
 use std::future::Future;
+use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -10,6 +11,31 @@ use hpki_gateway::pki::{name, ParsedCertificate};
 use hpki_gateway::store::{self, Assistant, CardKey, DoctorRef, Store};
 
 use super::{curl, pki, CurlResult, Gateway};
+
+/// The config of a gateway on `listen` with the test PKI's profiles and a held-write
+/// route `/records` to `upstream`; its store is `store_url` (None: its own SQLite file),
+/// with no ledger cache; `sections` (TOML: `[confirm]`, more `[[trust]]`...) is appended.
+pub fn held_write_config(
+    listen: SocketAddr,
+    upstream: SocketAddr,
+    store_url: Option<&str>,
+    sections: &str,
+) -> String {
+    let store = store_url
+        .map(|u| format!("url = \"{u}\"\n"))
+        .unwrap_or_default();
+    super::config(
+        listen,
+        upstream,
+        "hpki-card",
+        "required",
+        &format!(
+            "\n[[route]]\npath = \"/records\"\nupstream = \"http://{upstream}\"\n\
+             allow_kinds = [\"person\", \"organization\"]\nhold_writes_from = [\"assistant\"]\n\n\
+             [store]\n{store}cache_ttl = \"0s\"\n{sections}"
+        ),
+    )
+}
 
 pub fn block_on<F: Future>(f: F) -> F::Output {
     tokio::runtime::Builder::new_current_thread()
