@@ -17,9 +17,12 @@ set -euo pipefail
 # scripts/pg-throwaway.sh, so that tests/store_suite.rs runs on PostgreSQL as well as SQLite;
 # libpcsclite-dev is needed to build the card-reader agent (the pcsc crate links
 # libpcsclite), pcscd + vsmartcard-vpcd (a virtual reader whose card is a test program)
-# + pcsc-tools are its test peers.
+# + pcsc-tools are its test peers. The browser tests (gateway/tests/browser.rs) drive
+# Debian's chromium with an NSS database (libnss3-tools: certutil, pk12util, modutil);
+# fonts-ipafont-gothic gives the screenshots Japanese glyphs.
 CORE=(openssl ca-certificates curl softhsm2 opensc libengine-pkcs11-openssl procps nginx-light
-      postgresql libpcsclite-dev pcscd vsmartcard-vpcd pcsc-tools)
+      postgresql libpcsclite-dev pcscd vsmartcard-vpcd pcsc-tools chromium libnss3-tools
+      fonts-ipafont-gothic)
 # The real peers of later test suites (recipes in ../shared/recipes/README.md).
 PEERS=(softhsm2 opensc opensc-pkcs11 libengine-pkcs11-openssl pcscd libpcsclite-dev
        pcsc-tools vsmartcard-vpcd libnss3-tools chromium nginx-light postgresql)
@@ -30,6 +33,11 @@ if [[ "${1:-}" == "--all" ]]; then
 fi
 
 missing=()
+# Node.js drives Chromium through Playwright (playwright-core from npm, browser-tests/).
+# The machine's own Node.js is used when there is one; Debian's otherwise.
+if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+  want+=(nodejs npm)
+fi
 for pkg in "${want[@]}"; do
   if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed"; then
     missing+=("$pkg")
