@@ -32,8 +32,9 @@ PEERS=(softhsm2 opensc opensc-pkcs11 libengine-pkcs11-openssl pcscd libpcsclite-
 # kubernetes-client is too old for it.)
 CORE+=(systemd python3-venv)
 # A gateway machine: no test tools. sqlite3 for online backups of the store, curl for
-# health checks, openssl for keys and fingerprints.
-RUNTIME=(ca-certificates curl openssl sqlite3)
+# health checks, openssl for keys and fingerprints, sudo for running commands as the
+# service user (the ledger records $SUDO_USER), systemd for the unit and sysusers.d.
+RUNTIME=(ca-certificates curl openssl sqlite3 sudo systemd)
 # ---------------------------------------------------------------------------------------
 
 want=("${CORE[@]}")
