@@ -3,7 +3,11 @@
 # (none of them is available to CI): scripts/test.sh runs it.
 #
 #   Kubernetes  `kubectl kustomize` renders deploy/kubernetes (kustomize v5, built into
-#               kubectl) and deploy/kubernetes/postgres; kubernetes-validate (pinned in
+#               kubectl) and deploy/kubernetes/postgres. Where kubectl (or its kustomize
+#               v5) is missing, `check_deploy.py render` does: a fallback implementing just
+#               the kustomize fields used here, refusing others. Where kubectl is present,
+#               the fallback's output must equal kustomize's (name hashes aside).
+#               kubernetes-validate (pinned in
 #               deploy/check-requirements.txt, schemas bundled) validates them and the
 #               upgrade Job strictly (unknown fields are errors) against Kubernetes 1.29
 #               and 1.37; deploy/check_deploy.py checks that they fit together and fit the
@@ -28,11 +32,6 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
 # ---- Kubernetes ------------------------------------------------------------------------
-command -v kubectl >/dev/null || fail "kubectl not found (its built-in kustomize renders the manifests)"
-kustomize_version=$(kubectl version --client 2>/dev/null | sed -n 's/^Kustomize Version: v//p')
-[[ "${kustomize_version%%.*}" =~ ^[0-9]+$ && "${kustomize_version%%.*}" -ge 5 ]] ||
-  fail "kubectl's kustomize is ${kustomize_version:-unknown}; v5 or later is needed"
-
 venv="$target/deploy-check-venv"
 if ! "$venv/bin/python3" -c 'import kubernetes_validate' 2>/dev/null ||
   ! cmp -s deploy/check-requirements.txt "$venv/requirements.txt"; then
@@ -43,8 +42,32 @@ if ! "$venv/bin/python3" -c 'import kubernetes_validate' 2>/dev/null ||
   cp deploy/check-requirements.txt "$venv/requirements.txt"
 fi
 
-kubectl kustomize deploy/kubernetes >"$work/gateway.yaml"
-kubectl kustomize deploy/kubernetes/postgres >"$work/postgres.yaml"
+# kubectl is not installable from the registries CI reaches (kustomize v5 is in no Debian,
+# PyPI or npm package); without it the fallback renders alone.
+kustomize_version= why="kubectl not found"
+if command -v kubectl >/dev/null; then
+  kustomize_version=$(kubectl version --client 2>/dev/null | sed -n 's/^Kustomize Version: v//p')
+  why="kubectl's kustomize is ${kustomize_version:+v}${kustomize_version:-of unknown version}, not v5+"
+fi
+if [[ "${kustomize_version%%.*}" =~ ^[0-9]+$ && "${kustomize_version%%.*}" -ge 5 ]]; then
+  use_kubectl=true
+  echo "deploy check: rendering with kubectl kustomize (kustomize v$kustomize_version); the fallback renderer (check_deploy.py render) must render the same"
+else
+  use_kubectl=false
+  echo "deploy check: rendering with the fallback renderer, check_deploy.py render ($why)"
+fi
+render() { # DIR OUT
+  if $use_kubectl; then
+    kubectl kustomize "$1" >"$2"
+    "$venv/bin/python3" deploy/check_deploy.py render "$1" >"$2.fallback"
+    diff=$("$venv/bin/python3" deploy/check_deploy.py compare "$2" "$2.fallback") ||
+      fail "the fallback renderer and kustomize differ on $1:"$'\n'"$diff"
+  else
+    "$venv/bin/python3" deploy/check_deploy.py render "$1" >"$2"
+  fi
+}
+render deploy/kubernetes "$work/gateway.yaml"
+render deploy/kubernetes/postgres "$work/postgres.yaml"
 cp deploy/kubernetes/upgrade/store-migrate-job.yaml "$work/store-migrate-job.yaml"
 for version in 1.29.0 1.37.0; do
   for f in gateway.yaml postgres.yaml store-migrate-job.yaml; do
@@ -52,7 +75,7 @@ for version in 1.29.0 1.37.0; do
       fail "$f does not validate against Kubernetes $version"
   done
 done
-echo "deploy check: kubernetes-validate $("$venv/bin/kubernetes-validate" --version) (strict, Kubernetes 1.29.0 and 1.37.0): $(grep -c '^kind:' "$work/gateway.yaml") + $(grep -c '^kind:' "$work/postgres.yaml") + 1 objects valid (kustomize v$kustomize_version)"
+echo "deploy check: kubernetes-validate $("$venv/bin/kubernetes-validate" --version) (strict, Kubernetes 1.29.0 and 1.37.0): $(grep -c '^kind:' "$work/gateway.yaml") + $(grep -c '^kind:' "$work/postgres.yaml") + 1 objects valid"
 "$venv/bin/python3" deploy/check_deploy.py "$work/gateway.yaml"
 
 # ---- systemd ---------------------------------------------------------------------------

@@ -1,12 +1,23 @@
 """What a schema cannot see in the Kubernetes manifests: that they fit together and fit
-the gateway. Run by deploy/check.sh on the output of `kubectl kustomize deploy/kubernetes`.
+the gateway. Run by deploy/check.sh on deploy/kubernetes as rendered (`kubectl kustomize`,
+or this file's `render` where kubectl is missing).
 
     python3 deploy/check_deploy.py RENDERED.yaml
+    python3 deploy/check_deploy.py render DIR
+    python3 deploy/check_deploy.py compare KUSTOMIZE.yaml FALLBACK.yaml
 
-Each problem is printed on one line; exit 1 when there is any, 0 otherwise.
+`render` is deploy/check.sh's fallback for machines without kubectl (kustomize v5 comes
+with no package CI can install): it renders the kustomizations of this repository, and
+refuses any kustomization field or object kind it does not implement. `compare` checks
+it against the real kustomize where kubectl is present.
+
+Each problem is printed on one line (`compare` adds a diff); exit 1 when there is any, 0 otherwise.
 """
 
 import base64
+import difflib
+import hashlib
+import json
 import pathlib
 import re
 import sys
@@ -264,12 +275,260 @@ def main(rendered_path):
         problem("the container must drop every capability")
 
 
+# ---- render: the part of kustomize that our kustomizations use --------------------------
+
+KUSTOMIZATION_API = "kustomize.config.k8s.io/v1beta1"
+KUSTOMIZATION_FIELDS = {"apiVersion", "kind", "resources", "namespace", "configMapGenerator", "generatorOptions", "images"}
+# Kinds whose namespace handling is only metadata.namespace (or none) and whose only
+# references this renderer rewrites are a pod spec's ConfigMap names. Others (RoleBinding
+# subjects, webhook configurations, custom resources, ...) get more from kustomize.
+CLUSTER_SCOPED = {"Namespace", "PersistentVolume", "StorageClass", "PriorityClass", "IngressClass"}
+POD_TEMPLATE = {"Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job"}
+NAMESPACED = POD_TEMPLATE | {
+    "Pod", "CronJob", "ConfigMap", "Secret", "Service", "ServiceAccount", "PersistentVolumeClaim",
+    "PodDisruptionBudget", "NetworkPolicy", "Ingress", "Role", "HorizontalPodAutoscaler",
+}
+# kustomize's name suffix alphabet (hex without 0, 1, 3, a, e); the hash itself differs.
+HASH_SUFFIX = re.compile(r"-[2456789bcdfghkmt]{10}$")
+
+
+class RenderError(Exception):
+    pass
+
+
+def render(directory):
+    objects, generated = render_dir(pathlib.Path(directory).resolve())
+    # References to a hashed ConfigMap follow its new name (kustomize's nameReference),
+    # within its namespace.
+    renamed = {}
+    for cm, name in generated:
+        key = (cm["metadata"].get("namespace"), name)
+        if key in renamed:
+            raise RenderError(f"ConfigMap {name} is generated twice")
+        renamed[key] = cm["metadata"]["name"]
+    ids = set()
+    for obj in objects:
+        meta = obj["metadata"]
+        key = (obj["kind"], meta.get("namespace"), meta["name"])
+        if key in ids:
+            raise RenderError(f"{obj['kind']} {meta['name']} is defined twice")
+        ids.add(key)
+        for ref in configmap_refs(obj):
+            key = (meta.get("namespace"), ref.get("name"))
+            if key in renamed:
+                ref["name"] = renamed[key]
+    return objects
+
+
+def render_dir(d):
+    """The objects of the kustomization in `d`, and the hashed ConfigMaps it generated
+    (each with its name before the hash)."""
+    path = next((d / n for n in ("kustomization.yaml", "kustomization.yml", "Kustomization") if (d / n).is_file()), None)
+    if path is None:
+        raise RenderError(f"{d} holds no kustomization.yaml")
+    k = yaml.safe_load(path.read_text()) or {}
+    refuse_unknown(path, "", k, KUSTOMIZATION_FIELDS)
+    if (k.get("apiVersion", KUSTOMIZATION_API), k.get("kind", "Kustomization")) != (KUSTOMIZATION_API, "Kustomization"):
+        raise RenderError(f"{path}: not a {KUSTOMIZATION_API} Kustomization")
+
+    objects, generated = [], []
+    for entry in k.get("resources", []):
+        p = d / entry
+        if p.is_dir():
+            sub_objects, sub_generated = render_dir(p.resolve())
+            objects += sub_objects
+            generated += sub_generated
+        elif p.is_file():
+            for obj in yaml.safe_load_all(inside(d, p).read_text()):
+                if not obj:
+                    continue
+                if obj.get("kind") not in CLUSTER_SCOPED | NAMESPACED:
+                    raise RenderError(f"{p}: kind {obj.get('kind')} is not implemented by this renderer")
+                if "name" not in obj.get("metadata", {}):
+                    raise RenderError(f"{p}: a {obj['kind']} without metadata.name")
+                objects.append(obj)
+        else:
+            raise RenderError(f"{path}: resource {entry} is neither a file nor a directory")
+
+    options = k.get("generatorOptions", {})
+    refuse_unknown(path, "generatorOptions.", options, {"disableNameSuffixHash", "labels"})
+    for gen in k.get("configMapGenerator", []):
+        refuse_unknown(path, "configMapGenerator.", gen, {"name", "files"})
+        data, binary = {}, {}
+        for f in gen.get("files", []):
+            if "=" in f:
+                raise RenderError(f"{path}: configMapGenerator.files {f}: key=path is not implemented")
+            content = inside(d, d / f).read_bytes()
+            key = pathlib.Path(f).name
+            if key in data or key in binary:
+                raise RenderError(f"{path}: ConfigMap {gen['name']} has two files named {key}")
+            try:
+                data[key] = content.decode("utf-8")
+            except UnicodeDecodeError:
+                binary[key] = base64_lines(content)
+        cm = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": gen["name"]}}
+        if options.get("labels"):
+            cm["metadata"]["labels"] = dict(options["labels"])
+        if data:
+            cm["data"] = data
+        if binary:
+            cm["binaryData"] = binary
+        if not options.get("disableNameSuffixHash"):
+            canonical = json.dumps({"name": gen["name"], "data": data, "binaryData": binary}, sort_keys=True)
+            digest = hashlib.sha256(canonical.encode()).hexdigest()[:10].translate(str.maketrans("013ae", "ghkmt"))
+            cm["metadata"]["name"] = f"{gen['name']}-{digest}"
+            generated.append((cm, gen["name"]))
+        objects.append(cm)
+
+    if "namespace" in k:
+        for obj in objects:
+            if obj["kind"] == "Namespace":
+                obj["metadata"]["name"] = k["namespace"]  # as kustomize does
+            elif obj["kind"] not in CLUSTER_SCOPED:
+                obj["metadata"]["namespace"] = k["namespace"]
+
+    for img in k.get("images", []):
+        refuse_unknown(path, "images.", img, {"name", "newName", "newTag"})
+        for c in containers(objects):
+            name, tag, digest = split_image(c.get("image", ""))
+            if name == img["name"]:
+                if "newTag" in img:
+                    tag, digest = str(img["newTag"]), None
+                c["image"] = img.get("newName", name) + (f":{tag}" if tag else "") + (f"@{digest}" if digest else "")
+    return objects, generated
+
+
+def refuse_unknown(path, prefix, mapping, known):
+    unknown = sorted(set(mapping) - known)
+    if unknown:
+        fields = ", ".join(prefix + f for f in unknown)
+        raise RenderError(f"{path}: {fields} is not implemented by this renderer (kubectl kustomize is needed)")
+
+
+def inside(root, path):
+    """`path`, if it is in or below `root` (kustomize's load restriction)."""
+    resolved = path.resolve()
+    if not resolved.is_relative_to(root):
+        raise RenderError(f"{path} is not in or below {root}")
+    return resolved
+
+
+def base64_lines(content):
+    """Base64 in lines of 70, each ending in a newline, as kustomize writes binaryData."""
+    text = base64.b64encode(content).decode()
+    if len(text) < 70:
+        return text
+    return "".join(text[i : i + 70] + "\n" for i in range(0, len(text), 70))
+
+
+def split_image(image):
+    image, _, digest = image.partition("@")
+    name, tag = image, None
+    if ":" in image.rsplit("/", 1)[-1]:
+        name, tag = image.rsplit(":", 1)
+    return name, tag, digest or None
+
+
+def pod_spec(obj):
+    spec = obj.get("spec", {})
+    if obj["kind"] == "Pod":
+        return spec
+    if obj["kind"] == "CronJob":
+        spec = spec.get("jobTemplate", {}).get("spec", {})
+    elif obj["kind"] not in POD_TEMPLATE:
+        return {}
+    return spec.get("template", {}).get("spec", {})
+
+
+def containers(objects):
+    for obj in objects:
+        spec = pod_spec(obj)
+        yield from spec.get("containers", []) + spec.get("initContainers", [])
+
+
+def configmap_refs(obj):
+    """The mappings whose "name" names a ConfigMap in `obj`'s pod spec."""
+    spec = pod_spec(obj)
+    for v in spec.get("volumes", []):
+        if "configMap" in v:
+            yield v["configMap"]
+        for source in v.get("projected", {}).get("sources", []):
+            if "configMap" in source:
+                yield source["configMap"]
+    for c in containers([obj]):
+        for e in c.get("env", []):
+            if "configMapKeyRef" in e.get("valueFrom", {}):
+                yield e["valueFrom"]["configMapKeyRef"]
+        for e in c.get("envFrom", []):
+            if "configMapRef" in e:
+                yield e["configMapRef"]
+
+
+class BlockDumper(yaml.SafeDumper):
+    """Multi-line strings (gateway.toml, base64) as literal blocks, as kustomize writes them."""
+
+
+BlockDumper.add_representer(
+    str, lambda dumper, s: dumper.represent_scalar("tag:yaml.org,2002:str", s, style="|" if "\n" in s else None)
+)
+
+
+# ---- compare: the fallback against kustomize ---------------------------------------------
+
+
+def by_id(rendered_path):
+    """The objects of a rendered stream by (kind, namespace, name), every hashed ConfigMap
+    name (in the ConfigMap and wherever it is referenced) with its hash as -HASH."""
+    docs = [d for d in yaml.safe_load_all(open(rendered_path)) if d]
+    hashed = {d["metadata"]["name"] for d in docs if d["kind"] == "ConfigMap" and HASH_SUFFIX.search(d["metadata"]["name"])}
+
+    def normalise(v):
+        if isinstance(v, dict):
+            return {k: normalise(x) for k, x in v.items()}
+        if isinstance(v, list):
+            return [normalise(x) for x in v]
+        return HASH_SUFFIX.sub("-HASH", v) if isinstance(v, str) and v in hashed else v
+
+    return {(d["kind"], d["metadata"].get("namespace", ""), d["metadata"]["name"]): d for d in map(normalise, docs)}
+
+
+def compare(kustomize_path, fallback_path):
+    expected, got = by_id(kustomize_path), by_id(fallback_path)
+    for key in sorted(expected.keys() | got.keys()):
+        what = "{} {}/{}".format(*key)
+        if key not in got:
+            problem(f"fallback renderer: {what} is rendered by kustomize only")
+        elif key not in expected:
+            problem(f"fallback renderer: {what} is rendered by the fallback only")
+        elif expected[key] != got[key]:
+            diff = difflib.unified_diff(
+                yaml.safe_dump(expected[key]).splitlines(),
+                yaml.safe_dump(got[key]).splitlines(),
+                "kustomize",
+                "fallback",
+                lineterm="",
+            )
+            problem(f"fallback renderer: {what} differs from kustomize's:\n" + "\n".join(diff))
+
+
 if __name__ == "__main__":
-    if len(sys.argv) != 2:
+    args = sys.argv[1:]
+    if len(args) == 2 and args[0] == "render":
+        try:
+            yaml.dump_all(render(args[1]), sys.stdout, Dumper=BlockDumper, sort_keys=False)
+        except (RenderError, yaml.YAMLError) as e:
+            sys.exit(f"deploy check: render {args[1]}: {e}")
+        sys.exit(0)
+    elif len(args) == 3 and args[0] == "compare":
+        compare(args[1], args[2])
+        done = f"the fallback renderer's {args[2]} equals kustomize's (ConfigMap name hashes aside)"
+    elif len(args) == 1:
+        main(args[0])
+        done = "the manifests fit together and fit the gateway's config"
+    else:
         sys.exit(__doc__)
-    main(sys.argv[1])
     for p in problems:
         print(f"deploy check: {p}")
     if problems:
         sys.exit(1)
-    print("deploy check: the manifests fit together and fit the gateway's config")
+    print(f"deploy check: {done}")

@@ -28,8 +28,8 @@ PEERS=(softhsm2 opensc opensc-pkcs11 libengine-pkcs11-openssl pcscd libpcsclite-
 # ---- deployment (deploy/README.md) ----------------------------------------------------
 # deploy/check.sh, which the test command runs: systemd-analyze and systemd-sysusers check
 # the unit, python3-venv holds the pinned manifest validator. (kubectl, whose built-in
-# kustomize renders the manifests, comes with the machine image; Debian's
-# kubernetes-client is too old for it.)
+# kustomize renders the manifests, comes with some machine images only; Debian's
+# kubernetes-client is too old for it. Without it check.sh uses its fallback renderer.)
 CORE+=(systemd python3-venv)
 # A gateway machine: no test tools. sqlite3 for online backups of the store, curl for
 # health checks, openssl for keys and fingerprints, sudo for running commands as the
