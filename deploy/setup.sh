@@ -5,6 +5,7 @@
 #   deploy/setup.sh            the packages the current test suite uses
 #   deploy/setup.sh --all      everything the full product and its peers use
 #                              (SoftHSM2, pcscd, nginx, PostgreSQL, Chromium...)
+#   deploy/setup.sh --runtime  only what a gateway machine needs (deploy/README.md)
 #
 # Needs root (or sudo) on Debian 12; prints what it installs.
 set -euo pipefail
@@ -27,9 +28,23 @@ CORE=(openssl ca-certificates curl softhsm2 opensc libengine-pkcs11-openssl proc
 PEERS=(softhsm2 opensc opensc-pkcs11 libengine-pkcs11-openssl pcscd libpcsclite-dev
        pcsc-tools vsmartcard-vpcd libnss3-tools chromium nginx-light postgresql)
 
+# ---- deployment (deploy/README.md) ----------------------------------------------------
+# deploy/check.sh, which the test command runs: systemd-analyze and systemd-sysusers check
+# the unit, python3-venv holds the pinned manifest validator. (kubectl, whose built-in
+# kustomize renders the manifests, comes with some machine images only; Debian's
+# kubernetes-client is too old for it. Without it check.sh uses its fallback renderer.)
+CORE+=(systemd python3-venv)
+# A gateway machine: no test tools. sqlite3 for online backups of the store, curl for
+# health checks, openssl for keys and fingerprints, sudo for running commands as the
+# service user (the ledger records $SUDO_USER), systemd for the unit and sysusers.d.
+RUNTIME=(ca-certificates curl openssl sqlite3 sudo systemd)
+# ---------------------------------------------------------------------------------------
+
 want=("${CORE[@]}")
 if [[ "${1:-}" == "--all" ]]; then
   want+=("${PEERS[@]}")
+elif [[ "${1:-}" == "--runtime" ]]; then
+  want=("${RUNTIME[@]}")
 fi
 
 missing=()

@@ -17,6 +17,10 @@ echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
+# ---- deployment files (deploy/check.sh): Kubernetes manifests and the systemd unit ----
+echo "== deploy check"
+bash deploy/check.sh
+# ---------------------------------------------------------------------------------------
 echo "== tests"
 # Everything started here (PostgreSQL, pcscd) is stopped on exit, by this one trap.
 PG_DIR=""

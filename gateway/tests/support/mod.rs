@@ -347,6 +347,11 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// A free loopback address for a gateway's listener.
+pub fn listen_addr() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], free_port()))
+}
+
 /// The config text for a gateway in front of `upstream` with the test PKI's profiles.
 /// `extra_routes` is appended as is (TOML `[[route]]` tables).
 pub fn config(
@@ -534,6 +539,17 @@ impl Gateway {
         None
     }
 
+    /// SIGTERM, as a service manager stops it (drain, flush the audit log); its exit
+    /// code, or None when it has not exited `within`.
+    pub fn terminate(&mut self, within: Duration) -> Option<i32> {
+        let sent = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("kill");
+        assert!(sent.success(), "kill -TERM {}", self.child.id());
+        self.wait_exit(within)
+    }
+
     /// SIGKILL, as a crash: nothing is flushed or drained.
     pub fn kill9(&mut self) {
         let _ = self.child.kill();
@@ -671,4 +687,20 @@ pub fn card_connection(
     tcp.set_write_timeout(Some(Duration::from_secs(10)))
         .unwrap();
     rustls::StreamOwned::new(conn, tcp)
+}
+
+/// `hpki-gateway ARGS...`: (exit code, stdout + stderr).
+pub fn cli<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> (i32, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_hpki-gateway"))
+        .args(args)
+        .output()
+        .expect("run hpki-gateway");
+    (
+        out.status.code().unwrap_or(-1),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
 }

@@ -159,3 +159,17 @@ pub fn entry(gw: &Gateway, card: &str, id: &str) -> CurlResult {
         &["-H", "Accept: application/json"],
     )
 }
+
+/// The `[[route]]` on which the clinic card's writes are held: `/records` to `upstream`,
+/// open to persons and organizations.
+pub fn held_writes_route(upstream: std::net::SocketAddr) -> String {
+    format!(
+        r#"
+[[route]]
+path = "/records"
+upstream = "http://{upstream}"
+allow_kinds = ["person", "organization"]
+hold_writes_from = ["assistant"]
+"#
+    )
+}
