@@ -5,6 +5,7 @@
 #   deploy/setup.sh            the packages the current test suite uses
 #   deploy/setup.sh --all      everything the full product and its peers use
 #                              (SoftHSM2, pcscd, nginx, PostgreSQL, Chromium...)
+#   deploy/setup.sh --runtime  only what a gateway machine needs (deploy/README.md)
 #
 # Needs root (or sudo) on Debian 12; prints what it installs.
 set -euo pipefail
@@ -17,19 +18,41 @@ set -euo pipefail
 # scripts/pg-throwaway.sh, so that tests/store_suite.rs runs on PostgreSQL as well as SQLite;
 # libpcsclite-dev is needed to build the card-reader agent (the pcsc crate links
 # libpcsclite), pcscd + vsmartcard-vpcd (a virtual reader whose card is a test program)
-# + pcsc-tools are its test peers.
+# + pcsc-tools are its test peers. The browser tests (gateway/tests/browser.rs) drive
+# Debian's chromium with an NSS database (libnss3-tools: certutil, pk12util, modutil);
+# fonts-ipafont-gothic gives the screenshots Japanese glyphs.
 CORE=(openssl ca-certificates curl softhsm2 opensc libengine-pkcs11-openssl procps nginx-light
-      postgresql libpcsclite-dev pcscd vsmartcard-vpcd pcsc-tools)
+      postgresql libpcsclite-dev pcscd vsmartcard-vpcd pcsc-tools chromium libnss3-tools
+      fonts-ipafont-gothic)
 # The real peers of later test suites (recipes in ../shared/recipes/README.md).
 PEERS=(softhsm2 opensc opensc-pkcs11 libengine-pkcs11-openssl pcscd libpcsclite-dev
        pcsc-tools vsmartcard-vpcd libnss3-tools chromium nginx-light postgresql)
 
+# ---- deployment (deploy/README.md) ----------------------------------------------------
+# deploy/check.sh, which the test command runs: systemd-analyze and systemd-sysusers check
+# the unit, python3-venv holds the pinned manifest validator. (kubectl, whose built-in
+# kustomize renders the manifests, comes with some machine images only; Debian's
+# kubernetes-client is too old for it. Without it check.sh uses its fallback renderer.)
+CORE+=(systemd python3-venv)
+# A gateway machine: no test tools. sqlite3 for online backups of the store, curl for
+# health checks, openssl for keys and fingerprints, sudo for running commands as the
+# service user (the ledger records $SUDO_USER), systemd for the unit and sysusers.d.
+RUNTIME=(ca-certificates curl openssl sqlite3 sudo systemd)
+# ---------------------------------------------------------------------------------------
+
 want=("${CORE[@]}")
 if [[ "${1:-}" == "--all" ]]; then
   want+=("${PEERS[@]}")
+elif [[ "${1:-}" == "--runtime" ]]; then
+  want=("${RUNTIME[@]}")
 fi
 
 missing=()
+# Node.js drives Chromium through Playwright (playwright-core from npm, browser-tests/).
+# The machine's own Node.js is used when there is one; Debian's otherwise.
+if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+  want+=(nodejs npm)
+fi
 for pkg in "${want[@]}"; do
   if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed"; then
     missing+=("$pkg")

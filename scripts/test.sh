@@ -17,6 +17,10 @@ echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
+# ---- deployment files (deploy/check.sh): Kubernetes manifests and the systemd unit ----
+echo "== deploy check"
+bash deploy/check.sh
+# ---------------------------------------------------------------------------------------
 echo "== tests"
 # Everything started here (PostgreSQL, pcscd) is stopped on exit, by this one trap.
 PG_DIR=""
@@ -86,10 +90,20 @@ else
   echo "test: pcscd with the vpcd reader started (log $PCSCD_DIR/pcscd.log)"
 fi
 export HPKI_TEST_PCSCD=1
+# The browser tests' driver: Playwright's library only (it never downloads a browser; the
+# tests use Debian's /usr/bin/chromium). Screenshots are kept in artifacts/browser/.
+echo "test: npm ci in browser-tests (playwright-core)"
+npm ci --prefix browser-tests --no-audit --no-fund --loglevel=error
+export HPKI_ARTIFACTS_DIR="${HPKI_ARTIFACTS_DIR:-$PWD/artifacts}"
 # nextest runs each test in its own process (SoftHSM2 reads its config once per
 # process); plain cargo test is the fallback.
+status=0
 if cargo nextest --version >/dev/null 2>&1; then
-  cargo nextest run --workspace --locked --no-fail-fast
+  cargo nextest run --workspace --locked --no-fail-fast || status=$?
 else
-  cargo test --workspace --locked --no-fail-fast
+  cargo test --workspace --locked --no-fail-fast || status=$?
 fi
+if [[ -d "$HPKI_ARTIFACTS_DIR/browser" ]]; then
+  echo "test: browser screenshots kept in $HPKI_ARTIFACTS_DIR/browser"
+fi
+exit "$status"

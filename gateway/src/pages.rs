@@ -240,9 +240,11 @@ impl Denial {
             Denial::Certificate(reason) => reason_texts(reason),
             Denial::ClientCertificateRequired => Texts {
                 title_ja: "HPKIカードを挿入してください",
-                advice_ja: "カードリーダーにHPKIカードを挿入し、ブラウザーを再読み込みしてください。",
+                // Browsers never offer an expired or a signing-only certificate, so a card
+                // that is inserted but unusable for login ends up here too.
+                advice_ja: "カードリーダーにHPKIカードを挿入し、ブラウザーを再読み込みしてください。カードを挿入しているのにこの画面になる場合は、認証用証明書の有効期限が切れているか、署名用の証明書しか選べない状態です（ブラウザーはこれらを提示しません）。hpki-card doctor でカードを確認してください。",
                 title_en: "Insert your HPKI card",
-                advice_en: "Insert your HPKI card into the reader and reload the page.",
+                advice_en: "Insert your HPKI card into the reader and reload the page. If your card is inserted and you still see this page, its authentication certificate has expired or only a signing certificate is available: browsers do not offer those. Check the card with hpki-card doctor.",
             },
             Denial::NoHcRole => Texts {
                 title_ja: "この証明書には資格情報（hcRole）がありません",

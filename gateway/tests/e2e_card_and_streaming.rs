@@ -16,19 +16,11 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use support::{pkcs11_tool, run_ok, text, Gateway, HPKI_TOKEN_LABEL, SOFTHSM_MODULE};
+use support::{pkcs11_tool, run_ok, text, Gateway};
 
 const KEY_LABEL: &str = "Private key of HPKI";
-const CERT_LABEL: &str = "HPKI END ENTITY CERTIFICATE";
 const USER_PIN: &str = "1234";
-const SO_PIN: &str = "12345678";
 const KEY_URI: &str = "pkcs11:token=HPKI%20Application;id=%17;type=private?pin-value=1234";
-/// Hides every RSA-PSS mechanism and raw RSA (else the pkcs11 engine pads PSS itself):
-/// what is left signs PKCS#1 v1.5 only, like a real HPKI card. The first entry of a `-`
-/// list is ignored by SoftHSM 2.6, hence the empty one.
-const PKCS1_ONLY: &str = "slots.mechanisms = -,CKM_RSA_PKCS_PSS,CKM_SHA1_RSA_PKCS_PSS,\
-CKM_SHA224_RSA_PKCS_PSS,CKM_SHA256_RSA_PKCS_PSS,CKM_SHA384_RSA_PKCS_PSS,\
-CKM_SHA512_RSA_PKCS_PSS,CKM_RSA_X_509";
 
 const KIB: u64 = 1024;
 const MIB: u64 = 1024 * 1024;
@@ -178,29 +170,12 @@ impl Card {
     /// its public key issued with the openssl CLI by the test auth-ca, certificate written
     /// back onto the token.
     fn create() -> Card {
-        assert!(
-            Path::new(SOFTHSM_MODULE).exists(),
-            "SoftHSM2's PKCS#11 module {SOFTHSM_MODULE} is missing: install softhsm2 (deploy/setup.sh)"
-        );
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path();
-        std::fs::create_dir_all(d.join("tokens")).unwrap();
-        let base = format!(
-            "directories.tokendir = {}/tokens\nobjectstore.backend = file\nslots.removable = false\nlog.level = ERROR\n",
-            d.display()
-        );
-        let all_mechanisms = d.join("softhsm2.conf");
-        let pkcs1_only = d.join("softhsm2-pkcs1-only.conf");
-        std::fs::write(&all_mechanisms, &base).unwrap();
-        std::fs::write(&pkcs1_only, format!("{base}{PKCS1_ONLY}\n")).unwrap();
-
-        run_ok(
-            Command::new("softhsm2-util")
-                .env("SOFTHSM2_CONF", &all_mechanisms)
-                .args(["--init-token", "--free", "--label", HPKI_TOKEN_LABEL])
-                .args(["--so-pin", SO_PIN, "--pin", USER_PIN]),
-            "softhsm2-util --init-token",
-        );
+        let support::SoftToken {
+            all_mechanisms,
+            pkcs1_only,
+        } = support::softhsm_token(d, USER_PIN);
         run_ok(
             pkcs11_tool(&all_mechanisms)
                 .args(["--login", "--pin", USER_PIN, "--keypairgen"])
@@ -261,13 +236,7 @@ impl Card {
                 .arg(&cert),
             "openssl x509 -new -force_pubkey (issue the card certificate)",
         );
-        run_ok(
-            pkcs11_tool(&all_mechanisms)
-                .args(["--login", "--pin", USER_PIN, "--write-object"])
-                .arg(&cert)
-                .args(["--type", "cert", "--id", "17", "--label", CERT_LABEL]),
-            "pkcs11-tool --write-object cert",
-        );
+        support::write_token_certificate(&all_mechanisms, USER_PIN, &cert);
 
         let openssl_conf = support::openssl_pkcs11_conf(d);
 

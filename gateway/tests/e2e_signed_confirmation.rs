@@ -35,8 +35,7 @@ use support::workflow::{
     seed,
 };
 use support::{
-    curl, error_code, free_port, pkcs11_tool, run_ok, text, Gateway, Upstream, HPKI_TOKEN_LABEL,
-    SOFTHSM_MODULE,
+    curl, error_code, free_port, pkcs11_tool, run_ok, text, Gateway, Upstream, SOFTHSM_MODULE,
 };
 
 const ASSISTANT: &str = "org-clinic";
@@ -234,29 +233,8 @@ impl SigningCard {
     /// A token for the card holder `hpki_id`, a key pair generated on it, and a signing
     /// certificate for that key from the signing CA (written back onto the token).
     fn create(base: &Path, name: &str, pki: &SigningPki, hpki_id: &str, cn: &str) -> SigningCard {
-        assert!(
-            Path::new(SOFTHSM_MODULE).exists(),
-            "SoftHSM2's PKCS#11 module {SOFTHSM_MODULE} is missing: install softhsm2 (deploy/setup.sh)"
-        );
         let dir = base.join(name);
-        std::fs::create_dir_all(dir.join("tokens")).unwrap();
-        let softhsm_conf = dir.join("softhsm2.conf");
-        std::fs::write(
-            &softhsm_conf,
-            format!(
-                "directories.tokendir = {}/tokens\nobjectstore.backend = file\n\
-                 slots.removable = false\nlog.level = ERROR\n",
-                dir.display()
-            ),
-        )
-        .unwrap();
-        run_ok(
-            Command::new("softhsm2-util")
-                .env("SOFTHSM2_CONF", &softhsm_conf)
-                .args(["--init-token", "--free", "--label", HPKI_TOKEN_LABEL])
-                .args(["--so-pin", "12345678", "--pin", PIN]),
-            "softhsm2-util --init-token",
-        );
+        let softhsm_conf = support::softhsm_token(&dir, PIN).all_mechanisms;
         run_ok(
             pkcs11_tool(&softhsm_conf)
                 .args([
@@ -278,20 +256,7 @@ impl SigningCard {
             openssl_conf,
         };
         card.certify(pki, hpki_id, cn, &card.cert);
-        run_ok(
-            pkcs11_tool(&card.softhsm_conf)
-                .args(["--login", "--pin", PIN, "--write-object"])
-                .arg(&card.cert)
-                .args([
-                    "--type",
-                    "cert",
-                    "--id",
-                    "17",
-                    "--label",
-                    "HPKI END ENTITY CERTIFICATE",
-                ]),
-            "pkcs11-tool --write-object (signing certificate)",
-        );
+        support::write_token_certificate(&card.softhsm_conf, PIN, &card.cert);
         run_ok(
             pkcs11_tool(&card.softhsm_conf)
                 .args(["--login", "--pin", PIN, "--write-object"])

@@ -347,6 +347,11 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// A free loopback address for a gateway's listener.
+pub fn listen_addr() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], free_port()))
+}
+
 /// The config text for a gateway in front of `upstream` with the test PKI's profiles.
 /// `extra_routes` is appended as is (TOML `[[route]]` tables).
 pub fn config(
@@ -532,6 +537,17 @@ impl Gateway {
             std::thread::sleep(Duration::from_millis(50));
         }
         None
+    }
+
+    /// SIGTERM, as a service manager stops it (drain, flush the audit log); its exit
+    /// code, or None when it has not exited `within`.
+    pub fn terminate(&mut self, within: Duration) -> Option<i32> {
+        let sent = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("kill");
+        assert!(sent.success(), "kill -TERM {}", self.child.id());
+        self.wait_exit(within)
     }
 
     /// SIGKILL, as a crash: nothing is flushed or drained.
@@ -739,6 +755,61 @@ pub const SOFTHSM_MODULE: &str = "/usr/lib/softhsm/libsofthsm2.so";
 /// The token label of an HPKI card's application.
 pub const HPKI_TOKEN_LABEL: &str = "HPKI Application";
 
+/// SoftHSM2 hides these mechanisms to look like a real HPKI card, which signs PKCS#1 v1.5
+/// only: no RSA-PSS, and no raw RSA to sign PSS padding with. (In a `-` list SoftHSM2
+/// ignores the first name, hence the empty one.)
+pub const PKCS1_ONLY: &str = "slots.mechanisms = -,CKM_RSA_PKCS_PSS,CKM_SHA1_RSA_PKCS_PSS,\
+CKM_SHA224_RSA_PKCS_PSS,CKM_SHA256_RSA_PKCS_PSS,CKM_SHA384_RSA_PKCS_PSS,\
+CKM_SHA512_RSA_PKCS_PSS,CKM_RSA_X_509";
+
+/// The two SoftHSM2 configs of one token directory: keys are generated under the first,
+/// the second shows the same token as an HPKI card shows itself.
+pub struct SoftToken {
+    pub all_mechanisms: PathBuf,
+    pub pkcs1_only: PathBuf,
+}
+
+/// Initialises the token "HPKI Application" (user PIN `pin`) in `dir/tokens` and writes
+/// both configs.
+pub fn softhsm_token(dir: &Path, pin: &str) -> SoftToken {
+    assert!(
+        Path::new(SOFTHSM_MODULE).exists(),
+        "SoftHSM2's PKCS#11 module {SOFTHSM_MODULE} is missing: install softhsm2 (deploy/setup.sh)"
+    );
+    std::fs::create_dir_all(dir.join("tokens")).unwrap();
+    let base = format!(
+        "directories.tokendir = {}/tokens\nobjectstore.backend = file\nslots.removable = false\nlog.level = ERROR\n",
+        dir.display()
+    );
+    let token = SoftToken {
+        all_mechanisms: dir.join("softhsm2.conf"),
+        pkcs1_only: dir.join("softhsm2-pkcs1-only.conf"),
+    };
+    std::fs::write(&token.all_mechanisms, &base).unwrap();
+    std::fs::write(&token.pkcs1_only, format!("{base}{PKCS1_ONLY}\n")).unwrap();
+    run_ok(
+        Command::new("softhsm2-util")
+            .env("SOFTHSM2_CONF", &token.all_mechanisms)
+            .args(["--init-token", "--free", "--label", HPKI_TOKEN_LABEL])
+            .args(["--so-pin", "12345678", "--pin", pin]),
+        "softhsm2-util --init-token",
+    );
+    token
+}
+
+/// Writes `cert` (PEM) onto the HPKI token as its end-entity certificate (CKA_ID 0x17, the
+/// label real HPKI cards use), next to the key with the same id.
+pub fn write_token_certificate(softhsm_conf: &Path, pin: &str, cert: &Path) {
+    run_ok(
+        pkcs11_tool(softhsm_conf)
+            .args(["--login", "--pin", pin, "--write-object"])
+            .arg(cert)
+            .args(["--type", "cert", "--id", "17"])
+            .args(["--label", "HPKI END ENTITY CERTIFICATE"]),
+        "pkcs11-tool --write-object (the card's certificate)",
+    );
+}
+
 /// `pkcs11-tool` on the HPKI token of the SoftHSM2 config `softhsm_conf`.
 pub fn pkcs11_tool(softhsm_conf: &Path) -> Command {
     let mut cmd = Command::new("pkcs11-tool");
@@ -749,4 +820,20 @@ pub fn pkcs11_tool(softhsm_conf: &Path) -> Command {
         HPKI_TOKEN_LABEL,
     ]);
     cmd
+}
+
+/// `hpki-gateway ARGS...`: (exit code, stdout + stderr).
+pub fn cli<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> (i32, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_hpki-gateway"))
+        .args(args)
+        .output()
+        .expect("run hpki-gateway");
+    (
+        out.status.code().unwrap_or(-1),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
 }

@@ -67,3 +67,16 @@ pub fn with_database(url: &str, name: &str) -> String {
     }
     out
 }
+
+/// [`fresh_database`], or None after saying the test is skipped: only outside CI, when no
+/// server is named (`scripts/test.sh` always names one; in CI a missing one fails).
+pub fn fresh_database_or_skip(test: &str) -> Option<String> {
+    let named = std::env::var(URL_VAR).is_ok_and(|u| !u.trim().is_empty());
+    if !named && std::env::var_os("CI").is_none() {
+        eprintln!(
+            "SKIPPED {test}: {URL_VAR} is not set (it needs PostgreSQL; scripts/test.sh starts one)"
+        );
+        return None;
+    }
+    Some(fresh_database())
+}

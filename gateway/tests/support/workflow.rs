@@ -30,9 +30,8 @@ pub fn held_write_config(
         "hpki-card",
         "required",
         &format!(
-            "\n[[route]]\npath = \"/records\"\nupstream = \"http://{upstream}\"\n\
-             allow_kinds = [\"person\", \"organization\"]\nhold_writes_from = [\"assistant\"]\n\n\
-             [store]\n{store}cache_ttl = \"0s\"\n{sections}"
+            "{}\n[store]\n{store}cache_ttl = \"0s\"\n{sections}",
+            held_writes_route(upstream)
         ),
     )
 }
@@ -183,5 +182,19 @@ pub fn entry(gw: &Gateway, card: &str, id: &str) -> CurlResult {
         Some(card),
         &format!("/_hpki/pending/{id}"),
         &["-H", "Accept: application/json"],
+    )
+}
+
+/// The `[[route]]` on which the clinic card's writes are held: `/records` to `upstream`,
+/// open to persons and organizations.
+pub fn held_writes_route(upstream: std::net::SocketAddr) -> String {
+    format!(
+        r#"
+[[route]]
+path = "/records"
+upstream = "http://{upstream}"
+allow_kinds = ["person", "organization"]
+hold_writes_from = ["assistant"]
+"#
     )
 }
