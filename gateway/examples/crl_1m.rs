@@ -7,9 +7,9 @@
 //! CRL_1M_ENTRIES=200000 CRL_1M_HANDSHAKES=1000 cargo run --release -p hpki-gateway --example crl_1m
 //! ```
 //!
-//! The CRL is built here with a small DER writer of its own (not the `der` crate the
-//! gateway parses with) and signed with an ECDSA P-256 key made with aws-lc-rs; the CA
-//! and the client certificates come from rcgen. Everything listens on 127.0.0.1 only and
+//! The CRL is built by `pki_tests::bulk_crl` (its own DER writer, not the `der` crate the
+//! gateway parses with; the benchmark harness `pki-tests/bench/` uses it too) and signed
+//! with the CA's ECDSA P-256 key; the CA and the client certificates come from rcgen. Everything listens on 127.0.0.1 only and
 //! every loop is bounded. Prints a Markdown table (figures in docs/revocation.md).
 
 use std::io::{Read, Write};
@@ -18,12 +18,11 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use aws_lc_rs::rand::SecureRandom;
-use aws_lc_rs::signature::{EcdsaKeyPair, ECDSA_P256_SHA256_ASN1_SIGNING};
 use hpki_gateway::config::Config;
 use hpki_gateway::pki::crl::UnverifiedCrl;
 use hpki_gateway::pki::ParsedCertificate;
 use hpki_gateway::proxy::Gateway;
+use pki_tests::bulk_crl::{self, random_serial, CrlIssuer, CrlSigner};
 use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
     Issuer, KeyPair, KeyUsagePurpose, SerialNumber, PKCS_ECDSA_P256_SHA256,
@@ -31,100 +30,6 @@ use rcgen::{
 use time::OffsetDateTime;
 
 type Error = Box<dyn std::error::Error>;
-
-// ------------------------------------------------------------------ a tiny DER writer
-
-fn tlv(tag: u8, content: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(content.len() + 6);
-    out.push(tag);
-    push_len(&mut out, content.len());
-    out.extend_from_slice(content);
-    out
-}
-
-fn push_len(out: &mut Vec<u8>, len: usize) {
-    if len < 0x80 {
-        out.push(len as u8);
-    } else {
-        let bytes = len.to_be_bytes();
-        let skip = bytes.iter().take_while(|b| **b == 0).count();
-        out.push(0x80 | (bytes.len() - skip) as u8);
-        out.extend_from_slice(&bytes[skip..]);
-    }
-}
-
-fn seq(parts: &[&[u8]]) -> Vec<u8> {
-    tlv(0x30, &parts.concat())
-}
-
-fn utc_time(t: OffsetDateTime) -> Vec<u8> {
-    let text = format!(
-        "{:02}{:02}{:02}{:02}{:02}{:02}Z",
-        t.year() % 100,
-        u8::from(t.month()),
-        t.day(),
-        t.hour(),
-        t.minute(),
-        t.second()
-    );
-    tlv(0x17, text.as_bytes())
-}
-
-/// OID content octets for the few OIDs needed.
-const OID_ECDSA_SHA256: &[u8] = &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x03, 0x02];
-const OID_REASON_CODE: &[u8] = &[0x55, 0x1d, 0x15];
-const OID_AKI: &[u8] = &[0x55, 0x1d, 0x23];
-const OID_CRL_NUMBER: &[u8] = &[0x55, 0x1d, 0x14];
-
-/// A DER CertificateList (v2, ecdsa-with-SHA256) by `issuer_der` (the CA's subject
-/// Name), revoking `serials`; every fourth entry carries a keyCompromise reasonCode.
-fn build_crl(
-    issuer_der: &[u8],
-    ca_key_id: &[u8],
-    key: &EcdsaKeyPair,
-    serials: &[[u8; 16]],
-    now: OffsetDateTime,
-) -> Result<Vec<u8>, Error> {
-    let alg = seq(&[&tlv(0x06, OID_ECDSA_SHA256)]);
-    let revoked_at = utc_time(now - time::Duration::days(3));
-    let reason_ext = seq(&[&seq(&[
-        &tlv(0x06, OID_REASON_CODE),
-        &tlv(0x04, &tlv(0x0a, &[1])),
-    ])]);
-    let mut entries = Vec::with_capacity(serials.len() * 48);
-    for (i, s) in serials.iter().enumerate() {
-        let serial = tlv(0x02, s);
-        let entry = if i % 4 == 0 {
-            seq(&[&serial, &revoked_at, &reason_ext])
-        } else {
-            seq(&[&serial, &revoked_at])
-        };
-        entries.extend_from_slice(&entry);
-    }
-    let entries = tlv(0x30, &entries);
-    let aki = seq(&[&tlv(0x80, ca_key_id)]);
-    let extensions = tlv(
-        0xa0,
-        &seq(&[
-            &seq(&[&tlv(0x06, OID_AKI), &tlv(0x04, &aki)]),
-            &seq(&[&tlv(0x06, OID_CRL_NUMBER), &tlv(0x04, &tlv(0x02, &[1]))]),
-        ]),
-    );
-    let tbs = seq(&[
-        &tlv(0x02, &[1]),
-        &alg,
-        issuer_der,
-        &utc_time(now - time::Duration::hours(1)),
-        &utc_time(now + time::Duration::days(7)),
-        &entries,
-        &extensions,
-    ]);
-    let rng = aws_lc_rs::rand::SystemRandom::new();
-    let signature = key.sign(&rng, &tbs).map_err(|_| "signing failed")?;
-    let mut bits = vec![0u8];
-    bits.extend_from_slice(signature.as_ref());
-    Ok(seq(&[&tbs, &alg, &tlv(0x03, &bits)]))
-}
 
 // ------------------------------------------------------------------ measuring
 
@@ -148,13 +53,6 @@ fn reset_peak() {
 
 fn mib(kib: u64) -> f64 {
     kib as f64 / 1024.0
-}
-
-fn random_serial(rng: &aws_lc_rs::rand::SystemRandom) -> Result<[u8; 16], Error> {
-    let mut s = [0u8; 16];
-    rng.fill(&mut s).map_err(|_| "no randomness")?;
-    s[0] = (s[0] & 0x7f) | 0x01; // positive, 16 octets, never zero
-    Ok(s)
 }
 
 fn env_usize(name: &str, default: usize) -> usize {
@@ -375,19 +273,24 @@ fn main() -> Result<(), Error> {
 
     eprintln!("generating the CA, two clients and a {entries}-entry CRL...");
     let pki = make_pki(&rng)?;
-    let key = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, &pki.ca_pkcs8)
-        .map_err(|_| "the CA key does not load into aws-lc-rs")?;
-    let issuer_der = der::Encode::to_der(pki.ca.subject())?;
-    let key_id = pki.ca.subject_key_id().ok_or("the CA has no SKI")?.to_vec();
+    let issuer = CrlIssuer {
+        name_der: der::Encode::to_der(pki.ca.subject())?,
+        key_id: Some(pki.ca.subject_key_id().ok_or("the CA has no SKI")?.to_vec()),
+        signer: CrlSigner::from_pkcs8(&pki.ca_pkcs8)?,
+    };
+    let (this_update, next_update) = (
+        now - time::Duration::hours(1),
+        now + time::Duration::days(7),
+    );
     let mut serials: Vec<[u8; 16]> = Vec::with_capacity(entries);
     serials.push(pki.revoked_serial);
     while serials.len() < entries {
         serials.push(random_serial(&rng)?);
     }
     let t = Instant::now();
-    let big = build_crl(&issuer_der, &key_id, &key, &serials, now)?;
+    let big = bulk_crl::build(&issuer, &serials, 1, this_update, next_update)?;
     let generate = t.elapsed();
-    let empty = build_crl(&issuer_der, &key_id, &key, &[], now)?;
+    let empty = bulk_crl::build(&issuer, &[] as &[[u8; 16]], 1, this_update, next_update)?;
     let crl_file = tmp.path().join("big.crl");
     std::fs::write(&crl_file, &big)?;
     let der_len = big.len();

@@ -38,6 +38,8 @@ pub struct AssertionSigner {
     rng: SystemRandom,
     kid: String,
     issuer: String,
+    /// `issuer` as a JSON string.
+    issuer_json: String,
     lifetime: Duration,
     /// The encoded protected header. It depends only on the key, so it is built once.
     header_b64: String,
@@ -101,18 +103,44 @@ impl AssertionSigner {
         request_id: &str,
         now_unix: u64,
     ) -> String {
-        let mut payload = claims.clone();
-        payload.insert("iss".into(), Value::from(self.issuer.as_str()));
-        payload.insert("aud".into(), Value::from(audience));
-        payload.insert("iat".into(), Value::from(now_unix));
-        payload.insert(
-            "exp".into(),
-            Value::from(now_unix.saturating_add(self.lifetime.as_secs())),
-        );
-        payload.insert("jti".into(), Value::from(request_id));
-        // Serializing a `Value` cannot fail (keys are strings), and `to_string` writes
-        // non-ASCII names (kanji) as UTF-8, which is what RFC 8259 §8.1 asks for.
-        let payload = Value::Object(payload).to_string();
+        self.sign_prepared(
+            &[&PreparedClaims::new(claims)],
+            audience,
+            request_id,
+            now_unix,
+        )
+    }
+
+    /// Like [`Self::sign`], with claims serialized beforehand (a connection's identity is
+    /// serialized once, not on every request); `parts` must not name a claim twice.
+    pub fn sign_prepared(
+        &self,
+        parts: &[&PreparedClaims],
+        audience: &str,
+        request_id: &str,
+        now_unix: u64,
+    ) -> String {
+        // Serializing a string cannot fail, and serde_json writes non-ASCII names (kanji)
+        // as UTF-8, which is what RFC 8259 §8.1 asks for.
+        let text = |s: &str| Value::from(s).to_string();
+        let mut payload = String::with_capacity(512);
+        payload.push_str("{\"iss\":");
+        payload.push_str(&self.issuer_json);
+        payload.push_str(",\"aud\":");
+        payload.push_str(&text(audience));
+        payload.push_str(",\"iat\":");
+        payload.push_str(&now_unix.to_string());
+        payload.push_str(",\"exp\":");
+        payload.push_str(&now_unix.saturating_add(self.lifetime.as_secs()).to_string());
+        payload.push_str(",\"jti\":");
+        payload.push_str(&text(request_id));
+        for part in parts {
+            if !part.0.is_empty() {
+                payload.push(',');
+                payload.push_str(&part.0);
+            }
+        }
+        payload.push('}');
 
         // The JWS signing input is the ASCII text `header.payload` (RFC 7515 §5.1).
         let mut token = self.header_b64.clone();
@@ -167,6 +195,7 @@ impl AssertionSigner {
             rng: SystemRandom::new(),
             kid,
             issuer: issuer.to_owned(),
+            issuer_json: Value::from(issuer).to_string(),
             lifetime,
             header_b64,
             jwk,
@@ -183,6 +212,27 @@ impl fmt::Debug for AssertionSigner {
             .field("issuer", &self.issuer)
             .field("lifetime", &self.lifetime)
             .finish_non_exhaustive()
+    }
+}
+
+/// The claims the signer sets itself; a caller's claim of one of these names is dropped.
+const SIGNER_CLAIMS: [&str; 5] = ["iss", "aud", "iat", "exp", "jti"];
+
+/// Claims serialized for [`AssertionSigner::sign_prepared`]: the JSON object members
+/// (`"name":value,...`, without braces), less the claims the signer sets.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PreparedClaims(String);
+
+impl PreparedClaims {
+    pub fn new(claims: &Map<String, Value>) -> PreparedClaims {
+        let kept: Map<String, Value> = claims
+            .iter()
+            .filter(|(k, _)| !SIGNER_CLAIMS.contains(&k.as_str()))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        let object = Value::Object(kept).to_string();
+        // `{...}` → its members.
+        PreparedClaims(object[1..object.len() - 1].to_owned())
     }
 }
 
@@ -654,6 +704,45 @@ BggqhkjOPQMBBw==
             payload.as_object().unwrap().len(),
             identity_claims().len() + 5
         );
+    }
+
+    #[test]
+    fn prepared_parts_name_every_claim_once() {
+        let signer = fresh_signer();
+        let mut identity = identity_claims();
+        identity.insert("jti".into(), json!("replayed"));
+        let mut extra = Map::new();
+        extra.insert("emergency".into(), json!("e-1"));
+        let parts = [
+            &PreparedClaims::new(&identity),
+            &PreparedClaims::new(&extra),
+        ];
+        let token = signer.sign_prepared(&parts, AUDIENCE, "req-9", NOW);
+        let raw = String::from_utf8(b64url(token.split('.').nth(1).unwrap())).unwrap();
+        for name in [
+            "iss",
+            "aud",
+            "iat",
+            "exp",
+            "jti",
+            "sub",
+            "name",
+            "hpki_role",
+            "emergency",
+        ] {
+            assert_eq!(
+                raw.matches(&format!("\"{name}\":")).count(),
+                1,
+                "{name} in {raw}"
+            );
+        }
+        let payload = decode(&token).payload;
+        assert_eq!(payload["jti"], "req-9");
+        assert_eq!(payload["emergency"], "e-1");
+        assert_eq!(payload["name"], "山田 太郎");
+        // An empty part adds nothing, not a stray comma.
+        let token = signer.sign_prepared(&[&PreparedClaims::default()], AUDIENCE, "req-10", NOW);
+        assert_eq!(decode(&token).payload.as_object().unwrap().len(), 5);
     }
 
     #[test]

@@ -4,6 +4,7 @@
 use percent_encoding::{utf8_percent_encode, AsciiSet, CONTROLS};
 use serde_json::{json, Map, Value};
 
+use crate::assertion::{AssertionSigner, PreparedClaims};
 use crate::pki::{self, name, CertKind};
 use crate::trust::Authenticated;
 
@@ -41,6 +42,8 @@ pub struct Identity {
     pub sha256: String,
     /// The upstream headers, encoded once per connection rather than on every request.
     upstream_headers: Vec<(http::HeaderName, http::HeaderValue)>,
+    /// [`Self::claims`], serialized once per connection rather than on every request.
+    assertion_claims: PreparedClaims,
 }
 
 impl Identity {
@@ -61,6 +64,7 @@ impl Identity {
             serial: leaf.serial_hex(),
             sha256: name::hex(leaf.sha256()),
             upstream_headers: Vec::new(),
+            assertion_claims: PreparedClaims::default(),
         };
         identity.upstream_headers = identity
             .headers()
@@ -72,6 +76,7 @@ impl Identity {
                     .map(|v| (http::HeaderName::from_static(name), v))
             })
             .collect();
+        identity.assertion_claims = PreparedClaims::new(&identity.claims());
         Ok(identity)
     }
 
@@ -187,6 +192,29 @@ impl Principal<'_> {
                     .map(|v| (http::HeaderName::from_static(name), v))
             })
             .collect()
+    }
+
+    /// Signs the assertion of one request: [`Self::claims`], with the identity's part
+    /// serialized beforehand.
+    pub fn assertion(
+        &self,
+        signer: &AssertionSigner,
+        audience: &str,
+        request_id: &str,
+        now_unix: u64,
+    ) -> String {
+        let own = &self.identity.assertion_claims;
+        if self.assistant.is_none() && self.emergency.is_none() {
+            return signer.sign_prepared(&[own], audience, request_id, now_unix);
+        }
+        let mut extra = self.claims();
+        extra.retain(|k, _| k == "assistant" || k == "emergency");
+        signer.sign_prepared(
+            &[own, &PreparedClaims::new(&extra)],
+            audience,
+            request_id,
+            now_unix,
+        )
     }
 
     /// Assertion claims: the identity's, plus `assistant` and `emergency`.

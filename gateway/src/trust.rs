@@ -611,6 +611,20 @@ impl TrustStore {
         out
     }
 
+    /// The first `trust.toml` window boundary after `now` in any profile: until then,
+    /// which anchors are accepted does not change.
+    pub fn next_schedule_change(&self, now: crate::pki::UnixTime) -> Option<crate::pki::UnixTime> {
+        let now = i64::try_from(now.0).unwrap_or(i64::MAX);
+        self.profiles
+            .iter()
+            .flat_map(|p| p.directory.schedule.iter())
+            .flat_map(|w| [w.not_before, w.not_after])
+            .flatten()
+            .filter(|&t| t > now)
+            .min()
+            .map(|t| crate::pki::UnixTime(t as u64))
+    }
+
     /// Validates a login certificate against every profile, in configuration order; the
     /// first that accepts it wins. If none does, the most telling refusal is returned: a
     /// profile that recognised the issuer says more than "untrusted issuer".

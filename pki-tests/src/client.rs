@@ -32,26 +32,46 @@ pub fn card_client_config(
     card_chain_pem: &[u8],
     card_key: PrivateKeyDer<'static>,
 ) -> Result<rustls::ClientConfig, String> {
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let card = certified_card(&provider, card_chain_pem, card_key)?;
+    card_client_config_with(server_ca_pem, card, provider, rustls::DEFAULT_VERSIONS)
+}
+
+/// The card's chain and its key loaded by `provider`, to share between configurations.
+pub fn certified_card(
+    provider: &rustls::crypto::CryptoProvider,
+    card_chain_pem: &[u8],
+    card_key: PrivateKeyDer<'static>,
+) -> Result<Arc<rustls::sign::CertifiedKey>, String> {
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(card_chain_pem)
+        .collect::<Result<_, _>>()
+        .map_err(|e| format!("card certificate: {e}"))?;
+    let key = provider
+        .key_provider
+        .load_private_key(card_key)
+        .map_err(|e| format!("card key: {e}"))?;
+    Ok(Arc::new(rustls::sign::CertifiedKey::new(chain, key)))
+}
+
+/// Like [`card_client_config`] with a chosen provider (cipher suites, key exchange
+/// groups) and protocol versions, presenting an already loaded card.
+pub fn card_client_config_with(
+    server_ca_pem: &[u8],
+    card: Arc<rustls::sign::CertifiedKey>,
+    provider: Arc<rustls::crypto::CryptoProvider>,
+    versions: &[&'static rustls::SupportedProtocolVersion],
+) -> Result<rustls::ClientConfig, String> {
     let mut roots = rustls::RootCertStore::empty();
     for c in CertificateDer::pem_slice_iter(server_ca_pem) {
         roots
             .add(c.map_err(|e| format!("server CA: {e}"))?)
             .map_err(|e| format!("server CA: {e}"))?;
     }
-    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(card_chain_pem)
-        .collect::<Result<_, _>>()
-        .map_err(|e| format!("card certificate: {e}"))?;
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let key = provider
-        .key_provider
-        .load_private_key(card_key)
-        .map_err(|e| format!("card key: {e}"))?;
-    let certified = Arc::new(rustls::sign::CertifiedKey::new(chain, key));
     let mut config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
+        .with_protocol_versions(versions)
         .map_err(|e| e.to_string())?
         .with_root_certificates(roots)
-        .with_client_cert_resolver(Arc::new(PresentCard(certified)));
+        .with_client_cert_resolver(Arc::new(PresentCard(card)));
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(config)
 }

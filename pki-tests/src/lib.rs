@@ -14,6 +14,8 @@
 //! # Ok::<(), pki_tests::PkiError>(())
 //! ```
 
+pub mod bench;
+pub mod bulk_crl;
 pub mod client;
 pub mod der_reader;
 pub mod der_writer;

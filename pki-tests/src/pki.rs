@@ -589,6 +589,13 @@ impl TestPki {
         )
     }
 
+    /// Issues one more end-entity certificate from the generated CAs (`spec.issuer` names
+    /// one), for load tests that need many distinct cards. It is not added to `certs`, the
+    /// trust stores or the manifest.
+    pub fn issue_extra(&self, spec: &LeafSpec) -> Result<IssuedCert, PkiError> {
+        issue_leaf(spec, self.now, &self.crl_base_url, &self.cas)
+    }
+
     pub fn get(&self, name: &str) -> Option<&IssuedCert> {
         self.certs.iter().find(|c| c.name == name)
     }

@@ -6,7 +6,7 @@ use std::net::IpAddr;
 
 use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
-    KeyPair, KeyUsagePurpose, SanType, PKCS_ECDSA_P256_SHA256,
+    KeyPair, KeyUsagePurpose, SanType, PKCS_ECDSA_P256_SHA256, PKCS_RSA_SHA256,
 };
 
 use crate::PkiError;
@@ -28,8 +28,21 @@ fn err(name: &str) -> impl Fn(rcgen::Error) -> PkiError + '_ {
     }
 }
 
-/// Issues a server certificate for `hosts` (DNS names or IP addresses).
+/// The server certificate's key: what the server signs each full handshake with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ServerKey {
+    EcdsaP256,
+    Rsa2048,
+}
+
+/// Issues an ECDSA P-256 server certificate for `hosts` (DNS names or IP addresses).
 pub fn server_identity(hosts: &[&str]) -> Result<ServerIdentity, PkiError> {
+    server_identity_with(hosts, ServerKey::EcdsaP256)
+}
+
+/// Issues a server certificate with a `key` of that kind for `hosts`; the CA is ECDSA
+/// P-256 either way.
+pub fn server_identity_with(hosts: &[&str], key: ServerKey) -> Result<ServerIdentity, PkiError> {
     let ca_key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).map_err(err("server-ca"))?;
     let mut ca_params = CertificateParams::default();
     let mut dn = DistinguishedName::new();
@@ -41,7 +54,11 @@ pub fn server_identity(hosts: &[&str]) -> Result<ServerIdentity, PkiError> {
     let ca_cert = ca_params.self_signed(&ca_key).map_err(err("server-ca"))?;
     let issuer = rcgen::Issuer::new(ca_params, ca_key);
 
-    let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).map_err(err("server"))?;
+    let key = KeyPair::generate_for(match key {
+        ServerKey::EcdsaP256 => &PKCS_ECDSA_P256_SHA256,
+        ServerKey::Rsa2048 => &PKCS_RSA_SHA256,
+    })
+    .map_err(err("server"))?;
     let mut params = CertificateParams::default();
     let mut dn = DistinguishedName::new();
     dn.push(

@@ -160,9 +160,7 @@ impl Upstreams {
             for (name, value) in principal.extra_headers() {
                 headers.insert(name, value);
             }
-            let token = gw
-                .signer
-                .sign(&principal.claims(), &audience(route), request_id, now().0);
+            let token = principal.assertion(&gw.signer, &audience(route), request_id, now().0);
             if let Ok(v) = HeaderValue::from_str(&token) {
                 headers.insert(HeaderName::from_static("x-hpki-assertion"), v);
             }

@@ -17,6 +17,7 @@ mod held;
 pub mod reload;
 pub mod route;
 pub mod session;
+mod validated;
 
 pub use held::form_pairs;
 
@@ -103,6 +104,8 @@ pub struct Gateway {
     used_session_tokens: moka::future::Cache<String, ()>,
     /// Certificates whose sessions were ended: their cached TLS sessions are not resumed.
     pub ended: Arc<crate::tls::EndedCertificates>,
+    /// Chains that validated recently, so that a card's next connections skip validation.
+    validated: validated::ValidatedChains,
     /// Leaf DER of recently authenticated certificates by SHA-256, so that a session end
     /// can refuse the resumption of a card that has no connection open any more.
     pub recent_leaves: moka::future::Cache<String, Arc<Vec<u8>>>,
@@ -271,6 +274,7 @@ impl Gateway {
             metrics: crate::metrics::Metrics::default(),
             sessions: session::SessionRegistry::default(),
             ended,
+            validated: validated::ValidatedChains::default(),
             recent_leaves: moka::future::Cache::builder()
                 .max_capacity(100_000)
                 .time_to_live(Duration::from_secs(24 * 3600))
@@ -420,7 +424,7 @@ impl Gateway {
             Some(rustls::ProtocolVersion::TLSv1_2) => "TLSv1.2",
             _ => "unknown",
         };
-        let (identity, path, certs) = self.identify(&live.trust, conn.peer_certificates()).await;
+        let (identity, path, certs) = self.identify(&live, conn.peer_certificates()).await;
         match &identity {
             ConnectionIdentity::Authenticated(id) => tracing::info!(
                 %peer, tls_version, profile = %id.profile, hpki_id = ?id.hpki_id, role = ?id.roles.first(),
@@ -487,7 +491,11 @@ impl Gateway {
         let service = hyper::service::service_fn(move |req| {
             let gw = gw.clone();
             let ctx = ctx.clone();
-            async move { Ok::<_, std::convert::Infallible>(gw.handle(req, &ctx).await) }
+            // Boxed: hyper keeps room for one in-flight request future per connection,
+            // idle or not, and this one is several KiB (the whole request lifecycle).
+            // Boxing it costs an allocation per request and saves that room on every
+            // idle keep-alive connection.
+            Box::pin(async move { Ok::<_, std::convert::Infallible>(gw.handle(req, &ctx).await) })
         });
         let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
         builder
@@ -616,11 +624,12 @@ impl Gateway {
     }
 
     /// Phase 2: who is on this connection — path validation by `pki` against the trust
-    /// generation the connection arrived under, then revocation under the accepting
-    /// profile's policy. Also returns the parsed chain, to re-validate after a reload.
+    /// generation the connection arrived under (remembered for the card's next
+    /// connections: `validated`), then revocation under the accepting profile's policy.
+    /// Also returns the parsed chain, to re-validate after a reload.
     pub async fn identify(
         &self,
-        trust: &TrustStore,
+        live: &LiveTrust,
         certs: Option<&[rustls::pki_types::CertificateDer<'_>]>,
     ) -> (
         ConnectionIdentity,
@@ -628,22 +637,44 @@ impl Gateway {
         Option<PresentedChain>,
     ) {
         let refused = |reason, detail| (ConnectionIdentity::Refused { reason, detail }, None, None);
-        let Some((leaf, rest)) = certs.and_then(|c| c.split_first()) else {
+        let Some(certs) = certs.filter(|c| !c.is_empty()) else {
             return (ConnectionIdentity::Anonymous, None, None);
         };
-        let leaf = match ParsedCertificate::from_der(leaf.as_ref()) {
-            Ok(c) => Arc::new(c),
-            Err(e) => return refused(e.reason(), e.detail),
-        };
-        // Presented intermediates are only candidates; an unparsable one cannot help.
-        let presented: Vec<Arc<ParsedCertificate>> = rest
-            .iter()
-            .filter_map(|c| ParsedCertificate::from_der(c.as_ref()).ok().map(Arc::new))
-            .collect();
+        let trust = &live.trust;
         let now = now();
-        let auth = match trust.authenticate(&leaf, &presented, now) {
-            Ok(auth) => auth,
-            Err(e) => return refused(e.reason, e.detail),
+        let key = validated::chain_key(certs);
+        let auth = match self.validated.get(&key, live.generation, now).await {
+            Some(hit) => hit,
+            None => {
+                let (leaf, rest) = certs.split_first().expect("not empty");
+                let leaf = match ParsedCertificate::from_der(leaf.as_ref()) {
+                    Ok(c) => Arc::new(c),
+                    Err(e) => return refused(e.reason(), e.detail),
+                };
+                // Presented intermediates are only candidates; an unparsable one cannot help.
+                let presented: Vec<Arc<ParsedCertificate>> = rest
+                    .iter()
+                    .filter_map(|c| ParsedCertificate::from_der(c.as_ref()).ok().map(Arc::new))
+                    .collect();
+                let auth = match trust.authenticate(&leaf, &presented, now) {
+                    Ok(auth) => auth,
+                    Err(e) => return refused(e.reason, e.detail),
+                };
+                let identity = Identity::from_authenticated(&auth).map(Arc::new);
+                let validated = Arc::new(validated::Validated::new(
+                    live.generation,
+                    trust,
+                    now,
+                    leaf,
+                    presented,
+                    Arc::new(auth.path),
+                    auth.profile_index,
+                    auth.profile,
+                    identity,
+                ));
+                self.validated.insert(key, validated.clone()).await;
+                validated
+            }
         };
         let policy = &trust.profiles[auth.profile_index].revocation;
         use crate::revocation::Outcome;
@@ -679,13 +710,13 @@ impl Gateway {
                 );
             }
         }
-        match Identity::from_authenticated(&auth) {
+        match &auth.identity {
             Ok(id) => (
-                ConnectionIdentity::Authenticated(Arc::new(id)),
-                Some((Arc::new(auth.path), auth.profile_index)),
-                Some((leaf, presented)),
+                ConnectionIdentity::Authenticated(id.clone()),
+                Some((auth.path.clone(), auth.profile_index)),
+                Some((auth.leaf.clone(), auth.presented.clone())),
             ),
-            Err(reason) => refused(reason, "the hcRole extension is malformed".into()),
+            Err(reason) => refused(*reason, "the hcRole extension is malformed".into()),
         }
     }
 
