@@ -611,6 +611,21 @@ impl TrustStore {
         out
     }
 
+    /// The CA certificate of some profile whose DER has this SHA-256: what a client sends
+    /// as its intermediates is most often a CA the store already holds, parsed once.
+    pub fn known_ca(&self, sha256: &[u8; 32]) -> Option<Arc<ParsedCertificate>> {
+        self.profiles
+            .iter()
+            .flat_map(|p| {
+                p.directory
+                    .anchors
+                    .iter()
+                    .chain(p.directory.intermediates.iter())
+            })
+            .find(|c| c.sha256() == sha256)
+            .cloned()
+    }
+
     /// The first `trust.toml` window boundary after `now` in any profile: until then,
     /// which anchors are accepted does not change.
     pub fn next_schedule_change(&self, now: crate::pki::UnixTime) -> Option<crate::pki::UnixTime> {

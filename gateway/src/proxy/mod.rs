@@ -652,9 +652,15 @@ impl Gateway {
                     Err(e) => return refused(e.reason(), e.detail),
                 };
                 // Presented intermediates are only candidates; an unparsable one cannot help.
+                // One the store holds is taken from there rather than parsed (and kept)
+                // once more for every card.
                 let presented: Vec<Arc<ParsedCertificate>> = rest
                     .iter()
-                    .filter_map(|c| ParsedCertificate::from_der(c.as_ref()).ok().map(Arc::new))
+                    .filter_map(|c| {
+                        trust
+                            .known_ca(&pki::sha256(c.as_ref()))
+                            .or_else(|| ParsedCertificate::from_der(c.as_ref()).ok().map(Arc::new))
+                    })
                     .collect();
                 let auth = match trust.authenticate(&leaf, &presented, now) {
                     Ok(auth) => auth,

@@ -119,3 +119,123 @@ impl ValidatedChains {
         self.cache.insert(key, validated).await;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pki::Reason;
+    use crate::trust::{AnchorWindow, TrustDirectory, TrustProfile};
+
+    /// A certificate valid until `not_after` (Unix seconds), made with rcgen.
+    fn cert(not_after: i64) -> Arc<ParsedCertificate> {
+        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        let mut params = rcgen::CertificateParams::new(vec!["card.example".into()]).unwrap();
+        params.not_before = time::OffsetDateTime::from_unix_timestamp(1_000).unwrap();
+        params.not_after = time::OffsetDateTime::from_unix_timestamp(not_after).unwrap();
+        let der = params.self_signed(&key).unwrap().der().to_vec();
+        Arc::new(ParsedCertificate::from_der(&der).unwrap())
+    }
+
+    fn store(window_end: Option<i64>) -> TrustStore {
+        let directory = TrustDirectory {
+            schedule: window_end
+                .map(|na| AnchorWindow {
+                    anchor_sha256: [7; 32],
+                    not_before: Some(500),
+                    not_after: Some(na),
+                })
+                .into_iter()
+                .collect(),
+            ..Default::default()
+        };
+        TrustStore {
+            profiles: vec![TrustProfile {
+                name: "p".into(),
+                kind: crate::pki::CertKind::Person,
+                required_policies: Vec::new(),
+                max_intermediates: 6,
+                revocation: Default::default(),
+                directory,
+            }],
+        }
+    }
+
+    fn validated(
+        generation: u64,
+        trust: &TrustStore,
+        now: u64,
+        leaf: Arc<ParsedCertificate>,
+    ) -> Arc<Validated> {
+        let path = Arc::new(ValidatedPath {
+            chain: vec![leaf.clone()],
+            user_constrained_policies: Vec::new(),
+        });
+        Arc::new(Validated::new(
+            generation,
+            trust,
+            UnixTime(now),
+            leaf,
+            Vec::new(),
+            path,
+            0,
+            "p".into(),
+            Err(Reason::MalformedCertificate),
+        ))
+    }
+
+    #[tokio::test]
+    async fn an_entry_holds_only_for_its_generation_and_until_the_first_time_bound() {
+        let now = 10_000u64;
+        let chains = ValidatedChains::default();
+        let key = chain_key(&[rustls::pki_types::CertificateDer::from(vec![1u8, 2, 3])]);
+
+        // The certificate's notAfter comes first.
+        chains
+            .insert(key, validated(3, &store(None), now, cert(10_100)))
+            .await;
+        assert!(chains.get(&key, 3, UnixTime(now + 99)).await.is_some());
+        assert!(
+            chains.get(&key, 4, UnixTime(now + 1)).await.is_none(),
+            "another trust generation"
+        );
+        chains
+            .insert(key, validated(3, &store(None), now, cert(10_100)))
+            .await;
+        assert!(
+            chains.get(&key, 3, UnixTime(10_100)).await.is_none(),
+            "notAfter reached"
+        );
+
+        // A trust.toml window boundary before it.
+        chains
+            .insert(key, validated(3, &store(Some(10_050)), now, cert(10_100)))
+            .await;
+        assert!(chains.get(&key, 3, UnixTime(10_049)).await.is_some());
+        assert!(
+            chains.get(&key, 3, UnixTime(10_050)).await.is_none(),
+            "window boundary"
+        );
+
+        // Otherwise the longest life.
+        chains
+            .insert(key, validated(3, &store(None), now, cert(1_000_000)))
+            .await;
+        let end = now + VALIDATED_FOR.as_secs();
+        assert!(chains.get(&key, 3, UnixTime(end - 1)).await.is_some());
+        assert!(chains.get(&key, 3, UnixTime(end)).await.is_none());
+    }
+
+    #[test]
+    fn the_key_separates_chains_that_concatenate_alike() {
+        use rustls::pki_types::CertificateDer;
+        let a = chain_key(&[
+            CertificateDer::from(vec![1u8, 2]),
+            CertificateDer::from(vec![3u8]),
+        ]);
+        let b = chain_key(&[
+            CertificateDer::from(vec![1u8]),
+            CertificateDer::from(vec![2u8, 3]),
+        ]);
+        assert_ne!(a, b);
+    }
+}

@@ -335,8 +335,14 @@ pub struct KeepAlive {
 }
 
 /// Keep-alive requests on `connections` connections (card i on connection i; full
-/// handshakes, outside the window). With a `rate`, each connection sends on a fixed
-/// schedule; a late answer delays the next request of its connection only.
+/// handshakes, outside the window).
+///
+/// With a `rate` the load is open-loop: a pacing thread releases requests evenly spaced
+/// in time (sleeping with the kernel's high-resolution timers: tokio's timer wheel has a
+/// millisecond granularity and would release every request due in the same millisecond
+/// together, a burst real clients do not make), the first free connection sends each, and
+/// latency counts from when the request was due, so that a server falling behind is
+/// charged for the wait too.
 pub async fn keep_alive(
     target: &Arc<Target>,
     opts: &KeepAlive,
@@ -351,34 +357,52 @@ pub async fn keep_alive(
     let cpu0 = cpu();
     let start = Instant::now();
     let deadline = start + opts.duration;
-    let period = opts
-        .rate
-        .map(|r| Duration::from_secs_f64(opts.connections as f64 / r.max(1e-3)));
+    let schedule = opts.rate.map(|rate| {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<Instant>();
+        let period = Duration::from_secs_f64(1.0 / rate.max(1e-3));
+        let max = opts.max_requests;
+        std::thread::spawn(move || {
+            let mut due = start;
+            let mut n = 0u64;
+            while due < deadline && n < max {
+                if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                    std::thread::sleep(wait);
+                }
+                if tx.send(due).is_err() {
+                    break;
+                }
+                due += period;
+                n += 1;
+            }
+        });
+        Arc::new(tokio::sync::Mutex::new(rx))
+    });
     let mut tasks = tokio::task::JoinSet::new();
-    for (i, mut conn) in connections.into_iter().enumerate() {
-        let (errors, issued, path, max) = (
+    for mut conn in connections {
+        let (errors, issued, path, max, schedule) = (
             errors.clone(),
             issued.clone(),
             opts.path.clone(),
             opts.max_requests,
+            schedule.clone(),
         );
-        // Spread the connections' schedules over one period.
-        let mut next = period.map(|p| start + p.mul_f64(i as f64 / opts.connections as f64));
         tasks.spawn(async move {
             let mut latencies = Vec::with_capacity(4096);
             let mut bytes = 0u64;
             loop {
-                if let (Some(at), Some(p)) = (next.as_mut(), period) {
-                    tokio::time::sleep_until((*at).into()).await;
-                    *at += p;
-                }
+                let due = match &schedule {
+                    Some(rx) => match rx.lock().await.recv().await {
+                        Some(due) => due,
+                        None => break,
+                    },
+                    None => Instant::now(),
+                };
                 if Instant::now() >= deadline || issued.fetch_add(1, Ordering::Relaxed) >= max {
                     break;
                 }
-                let sent = Instant::now();
                 match conn.get(&path, false).await {
                     Ok(n) => {
-                        latencies.push(sent.elapsed().as_micros().min(u32::MAX as u128) as u32);
+                        latencies.push(due.elapsed().as_micros().min(u32::MAX as u128) as u32);
                         bytes += n;
                     }
                     Err(e) => {

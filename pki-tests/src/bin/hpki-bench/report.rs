@@ -628,6 +628,16 @@ pub fn markdown(
             String::new(),
             format!("gateway < 64 MiB — {}", mark(gw_peak < 64.0 * 1024.0)),
         );
+        let growth = |s: &Sample| s.peak_rss_kib.saturating_sub(s.rss_before_kib) as f64;
+        t.row(
+            "",
+            "",
+            "of which the download: peak − RSS before it, MiB",
+            mib(med(ng, growth)),
+            mib(med(gw, growth)),
+            String::new(),
+            String::new(),
+        );
         verdicts.push(Verdict {
             scenario: "4 download".into(),
             target: "gateway peak RSS < 64 MiB".into(),
@@ -691,7 +701,7 @@ pub fn markdown(
             target: "gateway memory < nginx's".into(),
             value: format!("{} vs {} MiB", mib(gw.pss_kib as f64), mib(ng.pss_kib as f64)),
             met: gw.pss_kib < ng.pss_kib,
-            hint: Some("heaptrack or `valgrind --tool=massif` on the gateway with a few hundred idle connections (`hpki-bench load` has no idle mode; `run --quick` opens 1,000)".into()),
+            hint: Some("`valgrind --tool=massif` on the gateway while `hpki-bench load --mode idle --connections 400` holds connections open (pki-tests/bench/README.md)".into()),
         });
     }
 
@@ -840,6 +850,7 @@ Memory: ratios are nginx ÷ gateway (> 1: the gateway uses less). Ratios are med
         "- PKI: the test PKI of `pki-tests` (HPKI-shaped: critical certificatePolicies, hcRole, kanji names), plus {} distinct doctors' cards (RSA-2048, sha256WithRSA) from its `auth-ca`; every client connection presents its card and `auth-ca`. Server certificate ECDSA P-256 (scenarios 2r/3r: RSA-2048). TLS 1.2, ECDHE X25519, AES-128-GCM, client signature RSA PKCS#1 v1.5 (both servers offer no RSA-PSS, like HPKI cards need).",
         plan.cards
     );
+    out.push_str("- Half load: open loop, requests released evenly spaced by a pacing thread and sent on the first free connection; latency counts from when each request was due (a server falling behind is charged for the wait). \"Added\" is the median over rounds of p99(proxy) − p99(direct) at the same rate. The client, the pacer and the upstream share one core, so tails include that core's scheduling too (the direct run has less client work: no TLS).\n");
     out.push_str("- Both check revocation from CRL files only, for every certificate of the chain (nginx `ssl_crl` with the root's and auth-ca's CRLs; gateway `revocation.sources = [\"crl\"]`, `depth = \"chain\"`). The gateway also checks the HPKI policy and the doctor's role, builds its identity headers and a signed ES256 assertion per request, and writes a hash-chained audit record per request; nginx forwards `$ssl_client_s_dn`, the serial and the verification result, and writes a buffered access log.\n");
     let _ = writeln!(
         out,

@@ -87,10 +87,12 @@ pub struct RunArgs {
     invoked_as: String,
 }
 
-/// One measured run, with the server's peak RSS when it was sampled.
+/// One measured run, with the serving process's resident set before it and its peak
+/// during it.
 #[derive(Debug, Clone, Default)]
 pub struct Sample {
     pub run: RunResult,
+    pub rss_before_kib: u64,
     pub peak_rss_kib: u64,
 }
 
@@ -251,6 +253,7 @@ async fn series(
             let server = subject.server;
             let clock = move || server.map(ServerProcess::cpu).unwrap_or_default();
             let cpu: CpuClock<'_> = &clock;
+            let rss_before_kib = server.map(|s| s.rss_kib()).unwrap_or(0);
             if let Some(s) = server {
                 s.reset_peak();
             }
@@ -277,7 +280,11 @@ async fn series(
                     run.first_error.as_deref().unwrap_or("")
                 ));
             }
-            out[i].samples.push(Sample { run, peak_rss_kib });
+            out[i].samples.push(Sample {
+                run,
+                rss_before_kib,
+                peak_rss_kib,
+            });
         }
     }
     Ok(out)
