@@ -151,7 +151,7 @@ mod tests {
         TrustStore {
             profiles: vec![TrustProfile {
                 name: "p".into(),
-                kind: crate::pki::CertKind::Person,
+                kind: crate::config::TrustKind::Person,
                 required_policies: Vec::new(),
                 max_intermediates: 6,
                 revocation: Default::default(),
