@@ -339,7 +339,26 @@ mod futures_core_stream {
 }
 
 /// A free loopback port (bound then released; good enough for tests on one machine).
+/// A loopback port free now, for a server a test starts. Taken below Linux's ephemeral
+/// range (32768-60999): a port the kernel hands out with `bind(0)` can be handed out again
+/// as the local port of some test's outgoing connection before our server binds it (seen
+/// as "Address already in use" under the load tests); ports below that range are only
+/// ever taken on purpose. Random start, so parallel test processes rarely try the same.
 pub fn free_port() -> u16 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u32(std::process::id());
+    let start = (h.finish() % 12_000) as u16;
+    // Never the same port twice in one process (the first may not be bound yet).
+    static GIVEN: Mutex<Vec<u16>> = Mutex::new(Vec::new());
+    let mut given = GIVEN.lock().unwrap();
+    for i in 0..12_000u16 {
+        let port = 20_000 + (start + i) % 12_000;
+        if !given.contains(&port) && TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            given.push(port);
+            return port;
+        }
+    }
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
