@@ -303,23 +303,7 @@ impl Token {
                 )
                 .expect("C_GenerateKeyPair");
         }
-        let pkcs11_tool = || support::pkcs11_tool(&all);
-        let pub_der = d.join("pub.der");
-        run_ok(
-            pkcs11_tool()
-                .args(["--read-object", "--type", "pubkey", "--id", "17", "-o"])
-                .arg(&pub_der),
-            "pkcs11-tool --read-object pubkey",
-        );
-        let pub_pem = d.join("pub.pem");
-        run_ok(
-            Command::new("openssl")
-                .args(["pkey", "-pubin", "-inform", "DER", "-in"])
-                .arg(&pub_der)
-                .arg("-out")
-                .arg(&pub_pem),
-            "openssl pkey",
-        );
+        let pub_pem = support::token_public_key_pem(&all, d);
         let cert = issue(&pub_pem);
         support::write_token_certificate(&all, USER_PIN, &cert);
         // The card the browser sees cannot sign RSA-PSS.
@@ -347,53 +331,33 @@ impl Token {
 fn issue_doctor_card(pki_dir: &Path, pub_pem: &Path) -> PathBuf {
     let manifest = pki_tests::Manifest::load(&pki_dir.join("manifest.json")).unwrap();
     let doctor = manifest.leaf("doctor").expect("doctor in manifest").clone();
-    let hex = pki_tests::der_writer::to_hex;
-    let hc_role = hex(&pki_tests::hc_role_extension_value(&["Medical Doctor"]));
-    let san = hex(&pki_tests::kanji_san_extension_value(
-        doctor.org_kanji.as_deref(),
-        &doctor.name_kanji,
-        &doctor.hpki_id,
-    )
-    .unwrap());
-    let dir = pub_pem.parent().unwrap();
-    let extfile = dir.join("card-ext.cnf");
-    std::fs::write(
-        &extfile,
-        format!(
-            "certificatePolicies = critical, 1.2.392.100495.1.5.1.2.0.1\n\
-             keyUsage = critical, digitalSignature\n\
-             extendedKeyUsage = clientAuth\n\
-             subjectKeyIdentifier = hash\n\
-             authorityKeyIdentifier = keyid\n\
-             crlDistributionPoints = URI:{}\n\
-             2.5.29.17 = DER:{san}\n\
-             2.5.29.9 = DER:{hc_role}\n",
-            doctor.crl_distribution_point
-        ),
-    )
-    .unwrap();
+    let san = pki_tests::der_writer::to_hex(
+        &pki_tests::kanji_san_extension_value(
+            doctor.org_kanji.as_deref(),
+            &doctor.name_kanji,
+            &doctor.hpki_id,
+        )
+        .unwrap(),
+    );
     let subject = format!(
         "/C=JP/O={}/CN={}/serialNumber={}",
         doctor.org.as_deref().unwrap_or_default(),
         doctor.name_romaji,
         doctor.hpki_id
     );
-    let cert = dir.join("card.pem");
-    run_ok(
-        Command::new("openssl")
-            .args(["x509", "-new", "-sha256", "-days", "365", "-subj", &subject])
-            .arg("-force_pubkey")
-            .arg(pub_pem)
-            .arg("-CA")
-            .arg(pki_dir.join("certs/auth-ca.pem"))
-            .arg("-CAkey")
-            .arg(pki_dir.join("certs/auth-ca.key"))
-            .args(["-set_serial", "0x4850b1c4a2d1", "-extfile"])
-            .arg(&extfile)
-            .arg("-out")
-            .arg(&cert),
-        "openssl x509 -new -force_pubkey (the doctor's card)",
-    );
+    let cert = pub_pem.parent().unwrap().join("card.pem");
+    support::AuthCardIssue {
+        ca_pem: &pki_dir.join("certs/auth-ca.pem"),
+        ca_key: &pki_dir.join("certs/auth-ca.key"),
+        subject: &subject,
+        serial: "0x4850b1c4a2d1",
+        days: 365,
+        extra_extensions: &format!(
+            "crlDistributionPoints = URI:{}\n2.5.29.17 = DER:{san}\n",
+            doctor.crl_distribution_point
+        ),
+    }
+    .issue(pub_pem, &cert);
     cert
 }
 

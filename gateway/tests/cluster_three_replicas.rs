@@ -31,7 +31,7 @@ use std::time::{Duration, Instant};
 
 use hpki_gateway::store::PendingState;
 use support::workflow::{
-    assistant, block_on, csrf, decide, entry, held_writes_route, hold_form, json, open_store, seed,
+    block_on, csrf, decide, entry, held_writes_route, hold_form, json, open_store, seed_clinic,
 };
 use support::{audit_records, cli, config, curl, Gateway, Upstream};
 
@@ -146,12 +146,7 @@ fn three_replicas_share_the_store_and_survive_losing_one() {
     let mut b = replica(&upstream, &url, audit_root.path(), NODES[1]);
     let mut c = replica(&upstream, &url, audit_root.path(), NODES[2]);
     let store = open_store(&url, Path::new("."));
-    seed(
-        &*store,
-        &assistant("a-001", "受付\u{3000}花子", "Hanako Uketsuke"),
-        ASSISTANT,
-        &["doctor"],
-    );
+    seed_clinic(&*store, &["doctor"]);
 
     // ---- A held write on A, confirmed on B, seen on C --------------------------------
     let id = hold_form(&a, ASSISTANT, "/records?visit=1", "note=cluster");

@@ -182,60 +182,18 @@ impl Card {
                 .args(["--key-type", "rsa:2048", "--id", "17", "--label", KEY_LABEL]),
             "pkcs11-tool --keypairgen",
         );
-        let pub_der = d.join("pub.der");
-        let pub_pem = d.join("pub.pem");
-        run_ok(
-            pkcs11_tool(&all_mechanisms)
-                .args(["--read-object", "--type", "pubkey", "--id", "17", "-o"])
-                .arg(&pub_der),
-            "pkcs11-tool --read-object pubkey",
-        );
-        run_ok(
-            Command::new("openssl")
-                .args(["pkey", "-pubin", "-inform", "DER", "-in"])
-                .arg(&pub_der)
-                .arg("-out")
-                .arg(&pub_pem),
-            "openssl pkey (public key DER to PEM)",
-        );
-
-        let hc_role =
-            pki_tests::der_writer::to_hex(&pki_tests::hc_role_extension_value(&["Medical Doctor"]));
-        let extfile = d.join("hpki-auth-ext.cnf");
-        std::fs::write(
-            &extfile,
-            format!(
-                "certificatePolicies = critical, 1.2.392.100495.1.5.1.2.0.1\n\
-                 keyUsage = critical, digitalSignature\n\
-                 extendedKeyUsage = clientAuth\n\
-                 subjectKeyIdentifier = hash\n\
-                 authorityKeyIdentifier = keyid\n\
-                 2.5.29.9 = DER:{hc_role}\n"
-            ),
-        )
-        .unwrap();
+        let pub_pem = support::token_public_key_pem(&all_mechanisms, d);
         let pki = support::pki();
         let cert = d.join("card.pem");
-        run_ok(
-            Command::new("openssl")
-                .args(["x509", "-new", "-sha256", "-days", "1825"])
-                .args([
-                    "-subj",
-                    "/C=JP/O=Test Clinic/CN=Card Holder/serialNumber=CARD0001",
-                ])
-                .arg("-force_pubkey")
-                .arg(&pub_pem)
-                .arg("-CA")
-                .arg(pki.cert("auth-ca"))
-                .arg("-CAkey")
-                .arg(pki.key("auth-ca"))
-                .args(["-set_serial", "0x4850b1c4a2d0"])
-                .arg("-extfile")
-                .arg(&extfile)
-                .arg("-out")
-                .arg(&cert),
-            "openssl x509 -new -force_pubkey (issue the card certificate)",
-        );
+        support::AuthCardIssue {
+            ca_pem: &pki.cert("auth-ca"),
+            ca_key: &pki.key("auth-ca"),
+            subject: "/C=JP/O=Test Clinic/CN=Card Holder/serialNumber=CARD0001",
+            serial: "0x4850b1c4a2d0",
+            days: 1825,
+            extra_extensions: "",
+        }
+        .issue(&pub_pem, &cert);
         support::write_token_certificate(&all_mechanisms, USER_PIN, &cert);
 
         let openssl_conf = support::openssl_pkcs11_conf(d);

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use hpki_gateway::store::{self, PendingState, Store};
 use support::workflow::{
     assistant, block_on, card_key, csrf, decide, doctor, entry, gateway_store, held_write_config,
-    hold_form, json, open_store, seed,
+    hold_form, json, open_store, seed, seed_clinic,
 };
 use support::{config, curl, error_code, free_port, Gateway, Upstream};
 
@@ -61,12 +61,7 @@ fn env_with(store_url: Option<&str>, extra: &str) -> Env {
     let upstream = Upstream::start();
     let (gw, config_text) = gateway_with(&upstream, store_url, extra, &[]);
     let store = gateway_store(&gw);
-    seed(
-        &*store,
-        &assistant("a-001", "受付\u{3000}花子", "Hanako Uketsuke"),
-        ASSISTANT,
-        &["doctor", "dentist"],
-    );
+    seed_clinic(&*store, &["doctor", "dentist"]);
     Env {
         gw,
         upstream,
@@ -487,12 +482,7 @@ fn a_crash_between_confirm_and_forward_delivers_exactly_once_after_restart() {
         &[("HPKI_GATEWAY_FAILPOINT", "pause-after-claim")],
     );
     let store = gateway_store(&gw);
-    seed(
-        &*store,
-        &assistant("a-001", "受付\u{3000}花子", "Hanako Uketsuke"),
-        ASSISTANT,
-        &["doctor"],
-    );
+    seed_clinic(&*store, &["doctor"]);
     let id = hold_form(&gw, ASSISTANT, "/records", "crash=1");
     let token = csrf(&gw, "doctor");
     // The confirmation is claimed, then the gateway stops before forwarding...
@@ -677,12 +667,7 @@ fn postgres_crash_recovery_by_the_surviving_gateway() {
     );
     let (survivor, _) = gateway_with(&upstream, Some(&url), "", &[]);
     let store = open_store(&url, std::path::Path::new("."));
-    seed(
-        &*store,
-        &assistant("a-001", "受付\u{3000}花子", "Hanako Uketsuke"),
-        ASSISTANT,
-        &["doctor"],
-    );
+    seed_clinic(&*store, &["doctor"]);
     let id = hold_form(&survivor, ASSISTANT, "/records", "pg-crash=1");
     let token = csrf(&crashing, "doctor");
     confirm_and_hang(&crashing, &id, &token);

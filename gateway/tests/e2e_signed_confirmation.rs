@@ -31,8 +31,7 @@ use std::time::{Duration, Instant};
 use base64::Engine as _;
 use hpki_gateway::store::{PendingState, Store};
 use support::workflow::{
-    assistant, block_on, csrf, decide, entry, gateway_store, held_write_config, hold_form, json,
-    seed,
+    block_on, csrf, decide, entry, gateway_store, held_write_config, hold_form, json, seed_clinic,
 };
 use support::{
     curl, error_code, free_port, pkcs11_tool, run_ok, text, Gateway, Upstream, SOFTHSM_MODULE,
@@ -417,12 +416,7 @@ upstream_response = "2s"
     );
     let gw = Gateway::start_with_env(&config_text, addr, env);
     let store = gateway_store(&gw);
-    seed(
-        &*store,
-        &assistant("a-001", "受付\u{3000}花子", "Hanako Uketsuke"),
-        ASSISTANT,
-        &["doctor", "dentist"],
-    );
+    seed_clinic(&*store, &["doctor", "dentist"]);
     Env {
         gw,
         upstream,

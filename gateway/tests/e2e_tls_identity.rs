@@ -818,13 +818,8 @@ fn upstream_gets_exactly_the_documented_identity_headers() {
 
 /// Records assistant a-001 as the holder of `org-clinic`, supervised by `doctor`.
 fn seed_clinic_card(gw: &Gateway) {
-    use support::workflow::{assistant, gateway_store, seed};
-    seed(
-        &*gateway_store(gw),
-        &assistant("a-001", "受付\u{3000}花子", "Hanako Uketsuke"),
-        "org-clinic",
-        &["doctor"],
-    );
+    use support::workflow::{gateway_store, seed_clinic};
+    seed_clinic(&*gateway_store(gw), &["doctor"]);
 }
 
 // ---------------------------------------------------------------------------------------

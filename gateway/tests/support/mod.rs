@@ -816,6 +816,80 @@ pub fn softhsm_token(dir: &Path, pin: &str) -> SoftToken {
     token
 }
 
+/// The public key of the HPKI token's key (CKA_ID 0x17), read without a PIN and written
+/// as PEM to `dir/pub.pem`: what a CA certifies for the card.
+pub fn token_public_key_pem(softhsm_conf: &Path, dir: &Path) -> PathBuf {
+    let pub_der = dir.join("pub.der");
+    let pub_pem = dir.join("pub.pem");
+    run_ok(
+        pkcs11_tool(softhsm_conf)
+            .args(["--read-object", "--type", "pubkey", "--id", "17", "-o"])
+            .arg(&pub_der),
+        "pkcs11-tool --read-object pubkey",
+    );
+    run_ok(
+        Command::new("openssl")
+            .args(["pkey", "-pubin", "-inform", "DER", "-in"])
+            .arg(&pub_der)
+            .arg("-out")
+            .arg(&pub_pem),
+        "openssl pkey (public key DER to PEM)",
+    );
+    pub_pem
+}
+
+/// A doctor's HPKI-shaped authentication certificate for `pub_pem`, issued with the
+/// openssl CLI (independently of the gateway's parser) by the CA `ca_pem`/`ca_key`:
+/// critical authentication policy, keyUsage digitalSignature, clientAuth, hcRole
+/// "Medical Doctor", plus `extra_extensions` (openssl extfile lines, e.g. the kanji SAN).
+pub struct AuthCardIssue<'a> {
+    pub ca_pem: &'a Path,
+    pub ca_key: &'a Path,
+    pub subject: &'a str,
+    pub serial: &'a str,
+    pub days: u32,
+    pub extra_extensions: &'a str,
+}
+
+impl AuthCardIssue<'_> {
+    /// Writes the certificate to `out` (PEM); the extfile goes beside it.
+    pub fn issue(&self, pub_pem: &Path, out: &Path) {
+        let hc_role =
+            pki_tests::der_writer::to_hex(&pki_tests::hc_role_extension_value(&["Medical Doctor"]));
+        let extfile = out.with_extension("ext.cnf");
+        std::fs::write(
+            &extfile,
+            format!(
+                "certificatePolicies = critical, 1.2.392.100495.1.5.1.2.0.1\n\
+                 keyUsage = critical, digitalSignature\n\
+                 extendedKeyUsage = clientAuth\n\
+                 subjectKeyIdentifier = hash\n\
+                 authorityKeyIdentifier = keyid\n\
+                 {}\
+                 2.5.29.9 = DER:{hc_role}\n",
+                self.extra_extensions
+            ),
+        )
+        .unwrap();
+        run_ok(
+            Command::new("openssl")
+                .args(["x509", "-new", "-sha256", "-days", &self.days.to_string()])
+                .args(["-subj", self.subject])
+                .arg("-force_pubkey")
+                .arg(pub_pem)
+                .arg("-CA")
+                .arg(self.ca_pem)
+                .arg("-CAkey")
+                .arg(self.ca_key)
+                .args(["-set_serial", self.serial, "-extfile"])
+                .arg(&extfile)
+                .arg("-out")
+                .arg(out),
+            "openssl x509 -new -force_pubkey (issue the card certificate)",
+        );
+    }
+}
+
 /// Writes `cert` (PEM) onto the HPKI token as its end-entity certificate (CKA_ID 0x17, the
 /// label real HPKI cards use), next to the key with the same id.
 pub fn write_token_certificate(softhsm_conf: &Path, pin: &str, cert: &Path) {

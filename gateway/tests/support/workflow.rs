@@ -101,6 +101,20 @@ pub fn assistant(id: &str, kanji: &str, romaji: &str) -> Assistant {
     }
 }
 
+/// The test PKI's clinic (organization) card.
+pub const CLINIC_CARD: &str = "org-clinic";
+
+/// Records the tests' clinic assistant, a-001 (受付　花子), as the holder of the clinic card,
+/// supervised by the doctors on `doctors`.
+pub fn seed_clinic(store: &dyn Store, doctors: &[&str]) {
+    seed(
+        store,
+        &assistant("a-001", "受付\u{3000}花子", "Hanako Uketsuke"),
+        CLINIC_CARD,
+        doctors,
+    );
+}
+
 /// Records `assistant` as the holder of `card`, supervised by the doctors on `doctors`.
 pub fn seed(store: &dyn Store, a: &Assistant, card: &str, doctors: &[&str]) {
     block_on(async {
