@@ -513,17 +513,20 @@ impl Watcher {
         self.tx.send(ev).is_ok()
     }
 
+    /// A reader that is gone: its card (if any) is removed, then the reader; false when
+    /// the receiver is gone.
+    fn announce_gone(&self, k: Known) -> bool {
+        let reader = k.name.to_string_lossy().into_owned();
+        (!k.card
+            || self.send(CardEvent::CardRemoved {
+                reader: reader.clone(),
+            }))
+            && self.send(CardEvent::ReaderRemoved { reader })
+    }
+
     fn forget_all(&mut self) -> bool {
         for k in std::mem::take(&mut self.known) {
-            let reader = k.name.to_string_lossy().into_owned();
-            if k.card
-                && !self.send(CardEvent::CardRemoved {
-                    reader: reader.clone(),
-                })
-            {
-                return false;
-            }
-            if !self.send(CardEvent::ReaderRemoved { reader }) {
+            if !self.announce_gone(k) {
                 return false;
             }
         }
@@ -539,15 +542,7 @@ impl Watcher {
                 continue;
             }
             let k = self.known.remove(i);
-            let reader = k.name.to_string_lossy().into_owned();
-            if k.card
-                && !self.send(CardEvent::CardRemoved {
-                    reader: reader.clone(),
-                })
-            {
-                return false;
-            }
-            if !self.send(CardEvent::ReaderRemoved { reader }) {
+            if !self.announce_gone(k) {
                 return false;
             }
         }
